@@ -1,0 +1,220 @@
+//! The `scmpl` binary: parses flags, builds a validated config, calls the library, and maps
+//! the outcome to an exit code (0 all good, 1 could not run, 2 some inputs failed).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use scmpl::exit;
+
+#[derive(Parser)]
+#[command(name = "scmpl", version, about = "Deepfake-detection research: video-to-face extraction and SupCon-MPL training")]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the native libraries loaded, devices seen and detector files found.
+    ///
+    /// Example: scmpl doctor
+    Doctor,
+    /// Videos to face crops and manifests: scan, decode, detect, crop, write (the main job).
+    ///
+    /// Example: scmpl extract /data/dfdc --out /data/faces --sampling count:32 --device cuda
+    ///
+    /// Writes DIR/videos.csv, DIR/detections.csv, DIR/faces.csv, crops under DIR/faces/ and
+    /// the resolved DIR/config.toml. Re-running the same command resumes: finished videos are
+    /// skipped, unfinished ones redone.
+    #[cfg(feature = "pipeline")]
+    Extract(PipelineArgs),
+    /// Scan, decode and detect only: DIR/videos.csv and DIR/detections.csv.
+    ///
+    /// Example: scmpl detect /data/dfdc --out /data/detections
+    #[cfg(feature = "pipeline")]
+    Detect(PipelineArgs),
+}
+
+/// Flags of `extract` and `detect`; each overrides the same key of the config file.
+#[derive(Args)]
+struct PipelineArgs {
+    /// Video files or folders (walked recursively; DFDC metadata.json is read when present).
+    #[arg(required = true)]
+    videos: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Pipeline config (TOML) overlaid on pipeline/default.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Frames to sample: all, stride:N, count:N.
+    #[arg(long)]
+    sampling: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Crop rule: reference or margin:F.
+    #[arg(long)]
+    crop: Option<String>,
+    /// Resize crops to SIZE x SIZE (0: native size).
+    #[arg(long)]
+    size: Option<u32>,
+    /// png, jpeg or jpeg:Q.
+    #[arg(long)]
+    format: Option<String>,
+    /// all, or largest (one face per frame).
+    #[arg(long)]
+    faces: Option<String>,
+    /// Dataset name in the manifests (default: dfdc when a metadata.json is present, else videos).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Face detector: retinaface.
+    #[arg(long)]
+    detector: Option<String>,
+    /// Minimum face score.
+    #[arg(long)]
+    score_threshold: Option<f32>,
+    /// Frames per detector call.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Detector input side (frames are letterboxed into it).
+    #[arg(long)]
+    input_size: Option<u32>,
+    /// Videos decoded at once.
+    #[arg(long)]
+    decode_workers: Option<usize>,
+    /// Threads cropping and encoding faces.
+    #[arg(long)]
+    crop_workers: Option<usize>,
+    /// Process only shard K of N (K/N, stable hash of the video id).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Folder with the detector model files (default: models/).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[cfg(feature = "pipeline")]
+impl PipelineArgs {
+    fn config(&self) -> anyhow::Result<scmpl::config::PipelineConfig> {
+        let mut c = scmpl::config::PipelineConfig::load(self.config.as_deref())?;
+        let e = &mut c.extract;
+        let set = |dst: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        };
+        set(&mut e.sampling, &self.sampling);
+        set(&mut e.device, &self.device);
+        set(&mut e.crop, &self.crop);
+        set(&mut e.format, &self.format);
+        set(&mut e.faces, &self.faces);
+        set(&mut e.dataset, &self.dataset);
+        if let Some(v) = self.size {
+            e.size = v;
+        }
+        if let Some(v) = self.decode_workers {
+            e.decode_workers = v;
+        }
+        if let Some(v) = self.crop_workers {
+            e.crop_workers = v;
+        }
+        let d = &mut c.detector;
+        set(&mut d.name, &self.detector);
+        if let Some(v) = self.score_threshold {
+            d.score_threshold = v;
+        }
+        if let Some(v) = self.batch_size {
+            d.batch_size = v;
+        }
+        if let Some(v) = self.input_size {
+            d.input_size = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(feature = "pipeline")]
+fn run_pipeline(args: PipelineArgs, stages: scmpl::extract::Stages) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let config = args.config()?;
+    let shard = args.shard.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
+    let opts = scmpl::extract::RunOptions {
+        config,
+        out: args.out.clone(),
+        shard,
+        stages,
+        models: args.models.clone().unwrap_or_else(scmpl::runtime::models_dir),
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let s = scmpl::extract::run(&args.videos, &opts).with_context(|| format!("scmpl cannot run into {}", args.out.display()))?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &s.failures {
+        eprintln!("failed: {f}");
+    }
+    eprintln!(
+        "videos: {} ok ({} without faces), {} failed, {} already done; {} frames, {} faces in {:.1}s ({:.1} frames/s)",
+        s.videos_ok,
+        s.videos_without_faces,
+        s.failures.len(),
+        s.videos_skipped,
+        s.frames,
+        s.faces,
+        s.elapsed.as_secs_f64(),
+        s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9),
+    );
+    eprintln!("manifests: {}", args.out.display());
+    Ok(if s.any_failed() { exit::SOME_FAILED } else { exit::OK })
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Doctor => {
+            #[cfg(feature = "pipeline")]
+            {
+                let r = scmpl::doctor::run();
+                print!("{}", r.text);
+                Ok(if r.problems == 0 { exit::OK } else { exit::CANNOT_RUN })
+            }
+            #[cfg(not(feature = "pipeline"))]
+            {
+                println!("scmpl {} (train-only build: no FFmpeg, OpenCV or ONNX Runtime)", env!("CARGO_PKG_VERSION"));
+                Ok(exit::OK)
+            }
+        }
+        #[cfg(feature = "pipeline")]
+        Command::Extract(args) => run_pipeline(args, scmpl::extract::Stages::Extract),
+        #[cfg(feature = "pipeline")]
+        Command::Detect(args) => run_pipeline(args, scmpl::extract::Stages::Detect),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::CANNOT_RUN as u8)
+        }
+    }
+}
