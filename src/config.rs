@@ -20,7 +20,7 @@ pub const DEFAULT_PIPELINE: &str = include_str!("../pipeline/default.toml");
 pub enum ConfigError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
-    #[error("invalid {key} '{value}': {reason}")]
+    #[error("{reason} (config key {key} = '{value}')")]
     Value { key: &'static str, value: String, reason: String },
 }
 

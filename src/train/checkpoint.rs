@@ -4,7 +4,8 @@ use std::path::Path;
 
 /// Saves every variable of `vs` to `path` as safetensors, atomically.
 pub fn save_weights(vs: &tch::nn::VarStore, path: &Path) -> Result<(), tch::TchError> {
-    let tmp = path.with_extension("safetensors.tmp");
+    // tch picks the format from the extension, so the temporary name must end in .safetensors.
+    let tmp = path.with_extension("tmp.safetensors");
     vs.save(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| tch::TchError::FileFormat(format!("{}: {e}", path.display())))
 }
