@@ -49,7 +49,7 @@ pub struct PipelineConfig {
 }
 
 /// Merges `overlay` into `base`, table by table.
-fn merge(base: &mut toml::Value, overlay: toml::Value) {
+pub fn merge(base: &mut toml::Value, overlay: toml::Value) {
     match (base, overlay) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {

@@ -39,6 +39,122 @@ enum Command {
     /// Example: scmpl detect /data/dfdc --out /data/detections
     #[cfg(feature = "pipeline")]
     Detect(PipelineArgs),
+    /// Train detectors from faces.csv manifests.
+    #[cfg(feature = "train")]
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[cfg(feature = "train")]
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The SupCon teacher: SupCon on encoder + head, then a linear classifier on the frozen encoder.
+    ///
+    /// Example: scmpl train teacher --config models/supcon-mpl.toml --manifest out/faces.csv --out runs/t1
+    Teacher(TeacherArgs),
+    /// Build the small real-face training fixture (LFW faces and their face-swap-like manipulations).
+    ///
+    /// Example: scmpl train fixture --lfw tests/media/lfw_subset.npy --out out/fixture
+    Fixture {
+        /// scikit-image's lfw_subset.npy.
+        #[arg(long)]
+        lfw: PathBuf,
+        /// Also use the crops of this faces.csv as real faces.
+        #[arg(long)]
+        extra: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 777)]
+        seed: u64,
+    },
+}
+
+#[cfg(feature = "train")]
+#[derive(Args)]
+struct TeacherArgs {
+    /// Training recipe (TOML) overlaid on models/supcon-mpl.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// faces.csv to train on (data.manifest).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Run folder (run.out).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// resnet18, resnet34, resnet50 (model.backbone).
+    #[arg(long)]
+    backbone: Option<String>,
+    /// Torchvision-named encoder weights, safetensors (model.init).
+    #[arg(long)]
+    init: Option<String>,
+    /// cpu, cuda, cuda:N (run.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// paper or default (run.preset).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Steps of each stage (teacher.supcon_steps and teacher.linear_steps).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Batch size of each stage.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Learning rate of every optimizer (teacher.lr).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Input side in pixels (data.image_size).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Stop after this many steps, checkpointed (run.stop_after).
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[cfg(feature = "train")]
+fn run_train(cmd: TrainCommand) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    match cmd {
+        TrainCommand::Fixture { lfw, extra, out, size, seed } => {
+            let path = scmpl::train::fixture::build(&lfw, extra.as_deref(), &out, size, seed).map_err(anyhow::Error::msg)?;
+            eprintln!("fixture manifest: {}", path.display());
+            Ok(exit::OK)
+        }
+        TrainCommand::Teacher(a) => {
+            let mut r = scmpl::train::config::Recipe::load(a.config.as_deref())?;
+            if let Some(v) = a.manifest { r.data.manifest = v; }
+            if let Some(v) = a.out { r.run.out = v; }
+            if let Some(v) = a.backbone { r.model.backbone = v; }
+            if let Some(v) = a.init { r.model.init = v; }
+            if let Some(v) = a.device { r.run.device = v; }
+            if let Some(v) = a.preset { r.run.preset = v; }
+            if let Some(v) = a.steps { r.teacher.supcon_steps = v; r.teacher.linear_steps = v; }
+            if let Some(v) = a.batch { r.teacher.supcon_batch = v; r.teacher.linear_batch = v; }
+            if let Some(v) = a.image_size { r.data.image_size = v; }
+            if let Some(v) = a.lr { r.teacher.lr = v; }
+            if let Some(v) = a.stop_after { r.run.stop_after = v; }
+            let progress = !a.no_progress && std::io::stderr().is_terminal();
+            let rep = scmpl::train::teacher::run(&r, a.resume, progress)?;
+            if rep.skipped_images > 0 {
+                eprintln!("warning: {} unreadable images skipped (listed above)", rep.skipped_images);
+            }
+            match rep.eval_accuracy {
+                Some(acc) => eprintln!(
+                    "teacher done at step {}: held-out accuracy {:.4} on {} images; run in {}",
+                    rep.last_step, acc, rep.eval_images, rep.run.display()
+                ),
+                None => eprintln!("stopped at step {} (checkpointed); continue with --resume; run in {}", rep.last_step, rep.run.display()),
+            }
+            Ok(exit::OK)
+        }
+    }
 }
 
 /// Flags of `extract` and `detect`; each overrides the same key of the config file.
@@ -198,6 +314,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Extract(args) => run_pipeline(args, scmpl::extract::Stages::Extract),
         #[cfg(feature = "pipeline")]
         Command::Detect(args) => run_pipeline(args, scmpl::extract::Stages::Detect),
+        #[cfg(feature = "train")]
+        Command::Train(cmd) => run_train(cmd),
     }
 }
 

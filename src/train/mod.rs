@@ -1,3 +1,15 @@
-//! The trainer (libtorch through `tch`): data, models, losses, loops, checkpoints.
+//! The trainer (libtorch through `tch`), split the way people think about it:
+//! [`data`] (manifest rows -> augmented batches) and [`augment`], [`model`] (backbone, head,
+//! classifier), [`loss`] (SupCon, CE, MPL), [`optim`] (Adam with savable state),
+//! [`teacher`] (the training stages), [`checkpoint`], [`config`] (recipes), and
+//! [`fixture`] (a small real-face training set for tests and the demo).
 
+pub mod augment;
 pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod fixture;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod teacher;

@@ -1,0 +1,139 @@
+//! A small training set made from real faces, for tests and the demo: the 100 real 25×25
+//! face crops of scikit-image's `lfw_subset.npy` (and optionally the crops of a `faces.csv`,
+//! e.g. from `scmpl extract` on the bundled videos), each paired with a manipulated copy:
+//! the central face region replaced by another identity's, blurred at the seam and inside
+//! (the blending artefacts face swaps leave). A face and its manipulation share `original`,
+//! so a split by original never separates them.
+
+use std::path::{Path, PathBuf};
+
+use super::augment::{resized_crop, RgbF32, SampleRng};
+use crate::manifest::{self, FaceRow};
+
+/// Reads the first `count` faces of `lfw_subset.npy` ([200, 25, 25] float64 in [0,1]; the
+/// first 100 are faces) as grey RGB images.
+pub fn read_lfw(path: &Path, count: usize) -> Result<Vec<RgbF32>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(format!("{}: not a .npy file", path.display()));
+    }
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
+    if !header.contains("'<f8'") || !header.contains("(200, 25, 25)") {
+        return Err(format!("{}: expected float64 [200, 25, 25], header {header}", path.display()));
+    }
+    let data = &bytes[10 + header_len..];
+    Ok((0..count.min(200))
+        .map(|i| {
+            let px: Vec<f32> = (0..625)
+                .flat_map(|k| {
+                    let o = (i * 625 + k) * 8;
+                    let v = f64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes")) as f32;
+                    [v, v, v]
+                })
+                .collect();
+            RgbF32 { width: 25, height: 25, data: px }
+        })
+        .collect())
+}
+
+fn blur(img: &RgbF32, radius: usize) -> RgbF32 {
+    let (w, h) = (img.width, img.height);
+    let mut out = img.clone();
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let (mut acc, mut n) = (0.0, 0.0);
+                for yy in y.saturating_sub(radius)..(y + radius + 1).min(h) {
+                    for xx in x.saturating_sub(radius)..(x + radius + 1).min(w) {
+                        acc += img.data[(yy * w + xx) * 3 + c];
+                        n += 1.0;
+                    }
+                }
+                out.data[(y * w + x) * 3 + c] = acc / n;
+            }
+        }
+    }
+    out
+}
+
+/// `target` with the central ellipse of `source` blended in and softened: a face swap's traces.
+pub fn manipulate(target: &RgbF32, source: &RgbF32, rng: &mut SampleRng) -> RgbF32 {
+    let (w, h) = (target.width, target.height);
+    let swapped = blur(source, 1);
+    let (cx, cy) = (w as f32 / 2.0 + rng.range(-2.0, 2.0) as f32, h as f32 * 0.55);
+    let (rx, ry) = (w as f32 * 0.3, h as f32 * 0.36);
+    let tint = rng.range(-0.05, 0.05) as f32;
+    let mut out = target.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let d = ((x as f32 - cx) / rx).powi(2) + ((y as f32 - cy) / ry).powi(2);
+            // Soft mask: 1 inside, fading to 0 over the seam.
+            let a = (1.5 - d).clamp(0.0, 1.0);
+            for c in 0..3 {
+                let i = (y * w + x) * 3 + c;
+                out.data[i] = ((1.0 - a) * target.data[i] + a * (swapped.data[i] + tint)).clamp(0.0, 1.0);
+            }
+        }
+    }
+    out
+}
+
+fn save_png(img: &RgbF32, path: &Path) -> Result<(), String> {
+    let rgb: Vec<u8> = img.data.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let buf = image::RgbImage::from_raw(img.width as u32, img.height as u32, rgb).expect("size matches");
+    buf.save(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes the fixture under `out` (`real/`, `fake/`, `faces.csv` with split train/test by
+/// original, 1 in 5 originals to test). `extra` adds the crops listed in another faces.csv.
+/// Returns the manifest path.
+pub fn build(lfw: &Path, extra: Option<&Path>, out: &Path, size: usize, seed: u64) -> Result<PathBuf, String> {
+    let mut reals: Vec<(String, RgbF32)> = read_lfw(lfw, 100)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, img)| (format!("lfw{i:03}"), resized_crop(&img, 0, 0, 25, 25, size)))
+        .collect();
+    if let Some(faces) = extra {
+        let rows: Vec<FaceRow> = manifest::read_rows(faces).map_err(|e| e.to_string())?;
+        let base = faces.parent().unwrap_or(Path::new("."));
+        for r in rows {
+            if let Some(img) = super::data::read_image(&base.join(&r.path)) {
+                let id = format!("{}_{:06}_{}", r.video_id, r.frame, r.face);
+                reals.push((id, resized_crop(&img, 0, 0, img.width, img.height, size)));
+            }
+        }
+    }
+    for d in ["real", "fake"] {
+        std::fs::create_dir_all(out.join(d)).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    let mut rows = Vec::new();
+    let n = reals.len();
+    for (i, (id, img)) in reals.iter().enumerate() {
+        let mut rng = SampleRng::new(seed, 0, i as u64, 9);
+        let j = (i + 1 + rng.int(0, n - 2)) % n;
+        let fake = manipulate(img, &reals[j].1, &mut rng);
+        let split = if crate::scan::stable_hash(id) % 5 == 0 { "test" } else { "train" };
+        for (label, dir, picture) in [(0u8, "real", img), (1u8, "fake", &fake)] {
+            let rel = format!("{dir}/{id}.png");
+            save_png(picture, &out.join(&rel))?;
+            rows.push(FaceRow {
+                path: rel,
+                video_id: format!("{dir}_{id}"),
+                original: id.clone(),
+                dataset: "fixture".into(),
+                label: Some(label),
+                split: split.into(),
+                x2: size as f32,
+                y2: size as f32,
+                score: 1.0,
+                ..Default::default()
+            });
+        }
+    }
+    let path = out.join("faces.csv");
+    let mut text = manifest::header::<FaceRow>();
+    text.extend(manifest::rows_to_csv(&rows));
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
