@@ -162,11 +162,13 @@ mod tests {
 
     #[test]
     fn linear_init_is_pytorch_uniform() {
+        tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
         let _ = torch_linear(vs.root() / "l", 400, 300);
         let w = &vs.variables()["l.weight"];
         let bound = 1.0 / 20.0;
-        assert!(w.abs().max().double_value(&[]) <= bound);
+        // f32 weights: allow the rounding of the bound itself.
+        assert!(w.abs().max().double_value(&[]) <= bound * (1.0 + 1e-6));
         // Uniform in ±b has standard deviation b/sqrt(3).
         let std = w.std(true).double_value(&[]);
         assert!((std - bound / 3f64.sqrt()).abs() < 0.002, "{std}");
