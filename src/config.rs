@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::crop::{CropRule, ImageFormat};
 #[cfg(feature = "pipeline")]
 use crate::detect::DetectorConfig;
+#[cfg(feature = "pipeline")]
 use crate::runtime::Device;
 #[cfg(feature = "pipeline")]
 use crate::video::Sampling;

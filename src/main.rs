@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "pipeline")]
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
