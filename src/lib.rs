@@ -7,9 +7,12 @@
 
 pub mod config;
 pub mod image;
+pub mod index;
 pub mod manifest;
+pub mod manifest_ops;
 pub mod runtime;
 pub mod scan;
+pub mod split;
 
 #[cfg(feature = "pipeline")]
 pub mod crop;

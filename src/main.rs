@@ -40,10 +40,175 @@ enum Command {
     /// Example: scmpl detect /data/dfdc --out /data/detections
     #[cfg(feature = "pipeline")]
     Detect(PipelineArgs),
+    /// Crops and faces.csv from a saved detections.csv (videos.csv beside it), without detecting again.
+    ///
+    /// Example: scmpl crop --detections /data/detections/detections.csv --out /data/faces-margin --crop margin:0.33
+    #[cfg(feature = "pipeline")]
+    Crop(CropArgs),
+    /// Image-folder datasets (FF++, Celeb-DF, CelebA, StyleGAN, labelled folders) to a faces.csv.
+    ///
+    /// Example: scmpl index --layout ffpp /data/ffpp_crops --out /data/ffpp/faces.csv
+    Index {
+        /// ffpp, celebdf, celeba, stylegan or folders.
+        #[arg(long)]
+        layout: String,
+        /// Dataset root folder.
+        root: PathBuf,
+        /// faces.csv to write (paths relative to its folder).
+        #[arg(long)]
+        out: PathBuf,
+        /// For --layout folders: TOP_FOLDER=LABEL (0 real, 1 fake), repeatable.
+        #[arg(long = "label-map")]
+        label_map: Vec<String>,
+    },
+    /// Leak-free splits: whole groups (a fake and its original) go to one split.
+    ///
+    /// Example: scmpl split faces.csv --by original --ratios 0.8,0.1,0.1 --seed 777 --out split.csv
+    Split {
+        faces: PathBuf,
+        /// Group key: original, video or part.
+        #[arg(long, default_value = "original")]
+        by: String,
+        /// Fractions of rows: train,test or train,val,test.
+        #[arg(long, conflicts_with = "parts")]
+        ratios: Option<String>,
+        /// NAME=PART,PART (repeatable), e.g. --parts train=0,4,17 --parts test=10.
+        #[arg(long)]
+        parts: Vec<String>,
+        #[arg(long, default_value_t = 777)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Manifest tools: merge, validate, stats, export.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Train detectors from faces.csv manifests.
     #[cfg(feature = "train")]
     #[command(subcommand)]
     Train(TrainCommand),
+}
+
+#[derive(Subcommand)]
+enum ManifestCommand {
+    /// Merge faces.csv files (shard outputs) into one; conflicting duplicates are refused.
+    ///
+    /// Example: scmpl manifest merge s0/faces.csv s1/faces.csv --out all/faces.csv
+    Merge {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check schema, paths (inside the root, existing, decoding), labels and split leaks; exit 2 on problems.
+    ///
+    /// Example: scmpl manifest validate out/faces.csv out/videos.csv
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only check that image files exist, without decoding them.
+        #[arg(long)]
+        no_decode: bool,
+    },
+    /// Counts by dataset, part, label and split.
+    Stats { file: PathBuf },
+    /// Export to folds.csv (DFDC winners' code) or DeepfakeBench JSON.
+    ///
+    /// Example: scmpl manifest export faces.csv --format folds --out folds.csv
+    Export {
+        file: PathBuf,
+        /// folds or deepfakebench.
+        #[arg(long)]
+        format: String,
+        /// Number of folds for --format folds.
+        #[arg(long, default_value_t = 5)]
+        folds: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn run_index(layout: &str, root: &std::path::Path, out: &std::path::Path, label_map: &[String]) -> anyhow::Result<i32> {
+    let layout: scmpl::index::Layout = layout.parse().map_err(anyhow::Error::msg)?;
+    let mut map = std::collections::BTreeMap::new();
+    for m in label_map {
+        let (dir, label) = m.split_once('=').ok_or_else(|| anyhow::anyhow!("invalid --label-map '{m}': expected DIR=LABEL"))?;
+        let label: u8 = label.parse().ok().filter(|l| *l <= 1).ok_or_else(|| anyhow::anyhow!("invalid label in '{m}': 0 or 1"))?;
+        map.insert(dir.to_string(), label);
+    }
+    if layout == scmpl::index::Layout::Folders && map.is_empty() {
+        anyhow::bail!("--layout folders needs at least one --label-map DIR=LABEL");
+    }
+    let r = scmpl::index::index(root, layout, &map, out).map_err(anyhow::Error::msg)?;
+    for u in &r.unreadable {
+        eprintln!("failed: {u}");
+    }
+    eprintln!("indexed {} images into {} ({} unreadable, {} outside the layout)", r.rows, out.display(), r.unreadable.len(), r.unlabelled);
+    Ok(if r.unreadable.is_empty() { exit::OK } else { exit::SOME_FAILED })
+}
+
+fn run_split(faces: &std::path::Path, by: &str, ratios: Option<&str>, parts: &[String], seed: u64, out: &std::path::Path) -> anyhow::Result<i32> {
+    let by: scmpl::split::GroupBy = by.parse().map_err(anyhow::Error::msg)?;
+    let spec = match (ratios, parts.is_empty()) {
+        (Some(r), true) => scmpl::split::parse_ratios(r),
+        (None, false) => scmpl::split::parse_parts(parts),
+        _ => Err("give --ratios or --parts".to_string()),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let mut rows: Vec<scmpl::manifest::FaceRow> = scmpl::manifest::read_rows(faces)?;
+    scmpl::split::assign(&mut rows, by, &spec, seed).map_err(anyhow::Error::msg)?;
+    // Paths stay valid when the split manifest is written elsewhere.
+    let base = faces.parent().unwrap_or(std::path::Path::new("."));
+    let out_dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(out_dir)?;
+    for r in rows.iter_mut() {
+        r.path = scmpl::manifest_ops::rebase(&base.join(&r.path), out_dir).map_err(anyhow::Error::msg)?;
+    }
+    scmpl::index::write_faces(out, &rows).map_err(anyhow::Error::msg)?;
+    println!("{:<8} {:<14} {:>5} {:>8}", "split", "dataset", "label", "faces");
+    for ((s, d, l), n) in scmpl::split::counts(&rows) {
+        println!("{:<8} {:<14} {:>5} {:>8}", if s.is_empty() { "-" } else { &s }, d, l, n);
+    }
+    eprintln!("no group straddles two splits; written {}", out.display());
+    Ok(exit::OK)
+}
+
+fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ManifestCommand::Merge { files, out } => {
+            let n = scmpl::manifest_ops::merge_faces(&files, &out).map_err(anyhow::Error::msg)?;
+            eprintln!("merged {} files: {n} rows in {}", files.len(), out.display());
+            Ok(exit::OK)
+        }
+        ManifestCommand::Validate { files, no_decode } => {
+            let mut bad = 0;
+            for f in &files {
+                let problems = scmpl::manifest_ops::validate(f, !no_decode);
+                for p in &problems {
+                    println!("{p}");
+                }
+                if problems.is_empty() {
+                    println!("{}: ok", f.display());
+                }
+                bad += problems.len();
+            }
+            Ok(if bad == 0 { exit::OK } else { exit::SOME_FAILED })
+        }
+        ManifestCommand::Stats { file } => {
+            print!("{}", scmpl::manifest_ops::stats(&file).map_err(anyhow::Error::msg)?);
+            Ok(exit::OK)
+        }
+        ManifestCommand::Export { file, format, folds, out } => {
+            let n = match format.as_str() {
+                "folds" => scmpl::manifest_ops::export_folds(&file, folds, &out),
+                "deepfakebench" => scmpl::manifest_ops::export_deepfakebench(&file, &out),
+                other => Err(format!("unknown format '{other}': expected folds or deepfakebench")),
+            }
+            .map_err(anyhow::Error::msg)?;
+            eprintln!("exported {n} rows to {}", out.display());
+            Ok(exit::OK)
+        }
+    }
 }
 
 #[cfg(feature = "train")]
@@ -158,6 +323,39 @@ fn run_train(cmd: TrainCommand) -> anyhow::Result<i32> {
     }
 }
 
+/// Flags of `crop`.
+#[cfg(feature = "pipeline")]
+#[derive(Args)]
+struct CropArgs {
+    /// detections.csv written by detect or extract (videos.csv must be beside it).
+    #[arg(long)]
+    detections: PathBuf,
+    /// Output folder (not the detections' folder).
+    #[arg(long)]
+    out: PathBuf,
+    /// Pipeline config (TOML) overlaid on pipeline/default.toml (crop keys are used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Crop rule: reference or margin:F.
+    #[arg(long)]
+    crop: Option<String>,
+    /// Resize crops to SIZE x SIZE (0: native size).
+    #[arg(long)]
+    size: Option<u32>,
+    /// png, jpeg or jpeg:Q.
+    #[arg(long)]
+    format: Option<String>,
+    /// Videos decoded at once.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Process only shard K of N.
+    #[arg(long)]
+    shard: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
 /// Flags of `extract` and `detect`; each overrides the same key of the config file.
 #[derive(Args)]
 struct PipelineArgs {
@@ -262,6 +460,30 @@ impl PipelineArgs {
 }
 
 #[cfg(feature = "pipeline")]
+fn run_crop(args: CropArgs) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let mut config = scmpl::config::PipelineConfig::load(args.config.as_deref())?;
+    let e = &mut config.extract;
+    if let Some(v) = &args.crop { e.crop = v.clone(); }
+    if let Some(v) = &args.format { e.format = v.clone(); }
+    if let Some(v) = args.size { e.size = v; }
+    if let Some(v) = args.workers { e.decode_workers = v; e.crop_workers = v; }
+    config.validate()?;
+    let shard = args.shard.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
+    let opts = scmpl::extract::RunOptions {
+        config,
+        out: args.out.clone(),
+        shard,
+        stages: scmpl::extract::Stages::Extract,
+        models: scmpl::runtime::models_dir(),
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let s = scmpl::extract::from_detections::run(&args.detections, &opts)
+        .with_context(|| format!("scmpl cannot crop into {}", args.out.display()))?;
+    Ok(print_summary(&s, &args.out))
+}
+
+#[cfg(feature = "pipeline")]
 fn run_pipeline(args: PipelineArgs, stages: scmpl::extract::Stages) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     let config = args.config()?;
@@ -275,6 +497,12 @@ fn run_pipeline(args: PipelineArgs, stages: scmpl::extract::Stages) -> anyhow::R
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
     let s = scmpl::extract::run(&args.videos, &opts).with_context(|| format!("scmpl cannot run into {}", args.out.display()))?;
+    Ok(print_summary(&s, &args.out))
+}
+
+/// Prints a run's warnings, failures and totals; returns the exit code.
+#[cfg(feature = "pipeline")]
+fn print_summary(s: &scmpl::extract::Summary, out: &std::path::Path) -> i32 {
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -292,8 +520,8 @@ fn run_pipeline(args: PipelineArgs, stages: scmpl::extract::Stages) -> anyhow::R
         s.elapsed.as_secs_f64(),
         s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9),
     );
-    eprintln!("manifests: {}", args.out.display());
-    Ok(if s.any_failed() { exit::SOME_FAILED } else { exit::OK })
+    eprintln!("manifests: {}", out.display());
+    if s.any_failed() { exit::SOME_FAILED } else { exit::OK }
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -315,6 +543,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Extract(args) => run_pipeline(args, scmpl::extract::Stages::Extract),
         #[cfg(feature = "pipeline")]
         Command::Detect(args) => run_pipeline(args, scmpl::extract::Stages::Detect),
+        #[cfg(feature = "pipeline")]
+        Command::Crop(args) => run_crop(args),
+        Command::Index { layout, root, out, label_map } => run_index(&layout, &root, &out, &label_map),
+        Command::Split { faces, by, ratios, parts, seed, out } => run_split(&faces, &by, ratios.as_deref(), &parts, seed, &out),
+        Command::Manifest(cmd) => run_manifest(cmd),
         #[cfg(feature = "train")]
         Command::Train(cmd) => run_train(cmd),
     }

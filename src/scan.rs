@@ -189,6 +189,14 @@ pub fn scan(inputs: &[PathBuf], dataset: Option<&str>) -> Scan {
     out
 }
 
+/// The DFDC `split` of one video, from the `metadata.json` of its folder.
+pub fn dfdc_split(video: &Path) -> Option<String> {
+    let dir = video.parent()?;
+    let text = std::fs::read_to_string(dir.join("metadata.json")).ok()?;
+    let meta: HashMap<String, DfdcEntry> = serde_json::from_str(&text).ok()?;
+    meta.get(video.file_name()?.to_str()?)?.split.clone()
+}
+
 fn read_metadata(dir: &Path, warnings: &mut Vec<String>) -> Metadata {
     let path = dir.join("metadata.json");
     let Ok(text) = std::fs::read_to_string(&path) else { return Metadata::None };

@@ -257,13 +257,14 @@ pub fn detector_size(width: u32, height: u32, max_side: u32) -> (u32, u32, f32) 
     (w, h, scale)
 }
 
-/// Decodes `path`, calling `on_frame` for every frame `sampling` picks, in presentation order.
+/// Decodes `path`, calling `on_frame` for every frame `picker` wants (see [`Sampling::pick`]),
+/// in presentation order.
 /// `detector_side` is the side of the square the detector copy must fit in. `on_frame`
 /// returns false to stop early. `threads` is FFmpeg's decoding thread count (0 = auto).
 pub fn decode(
     path: &Path,
     info: &VideoInfo,
-    sampling: Sampling,
+    picker: &FramePicker,
     detector_side: u32,
     threads: usize,
     mut on_frame: impl FnMut(DecodedFrame) -> bool,
@@ -287,7 +288,6 @@ pub fn decode(
             .map_err(|e| VideoError::Codec { path: path.into(), codec: info.codec.clone(), reason: e.to_string() })?;
         (stream.index(), stream.time_base(), decoder)
     };
-    let picker = sampling.pick(info.frames);
     let rotation = info.rotation;
     let mut summary = DecodeSummary::default();
     let mut scalers: Option<(Pixel, u32, u32, scaling::Context, scaling::Context, f32)> = None;

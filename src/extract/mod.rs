@@ -9,6 +9,7 @@
 //!
 //! `scmpl detect` is the same pipeline without the crop stage.
 
+pub mod from_detections;
 pub mod journal;
 
 use std::collections::HashMap;
@@ -86,7 +87,7 @@ impl Summary {
 }
 
 /// A video travelling through the stages.
-struct VideoCtx {
+pub(crate) struct VideoCtx {
     job: VideoJob,
     info: Option<VideoInfo>,
 }
@@ -191,7 +192,7 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     Ok(summary)
 }
 
-fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
@@ -204,7 +205,7 @@ fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
 }
 
 /// Refuses to resume a run made with settings that change the outputs.
-fn check_settings(out: &Path, config: &PipelineConfig) -> Result<(), ExtractError> {
+pub(crate) fn check_settings(out: &Path, config: &PipelineConfig) -> Result<(), ExtractError> {
     let path = out.join("config.toml");
     if !path.exists() || !out.join(journal::JOURNAL).exists() {
         return Ok(());
@@ -216,7 +217,7 @@ fn check_settings(out: &Path, config: &PipelineConfig) -> Result<(), ExtractErro
     Ok(())
 }
 
-fn write_config(out: &Path, config: &PipelineConfig) -> Result<(), ExtractError> {
+pub(crate) fn write_config(out: &Path, config: &PipelineConfig) -> Result<(), ExtractError> {
     let path = out.join("config.toml");
     let tmp = out.join("config.toml.tmp");
     std::fs::write(&tmp, config.to_toml())
@@ -239,7 +240,8 @@ fn decode_worker(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &Extra
         let video = Arc::new(VideoCtx { job, info: Some(info.clone()) });
         let mut sent = 0u64;
         let mut closed = false;
-        let result = video::decode(&video.job.path, &info, settings.sampling, settings.detector.input_size, 1, |f| {
+        let picker = settings.sampling.pick(info.frames);
+        let result = video::decode(&video.job.path, &info, &picker, settings.detector.input_size, 1, |f| {
             let msg = Msg::Frame {
                 video: video.clone(),
                 index: f.index,
@@ -332,7 +334,7 @@ fn select_faces(faces: &[Face], small_scale: f32, full: &BgrImage, settings: &Ex
     let (w, h) = (full.width as f32, full.height as f32);
     let mut faces: Vec<Face> = faces
         .iter()
-        .map(|f| f.scaled(1.0 / small_scale, w, h))
+        .map(|f| rounded(&f.scaled(1.0 / small_scale, w, h)))
         .filter(|f| f.width() >= 1.0 && f.height() >= 1.0 && f.width() >= settings.detector.min_face_size)
         .collect();
     if settings.largest_only && faces.len() > 1 {
@@ -340,6 +342,18 @@ fn select_faces(faces: &[Face], small_scale: f32, full: &BgrImage, settings: &Ex
         faces = vec![faces[best]];
     }
     faces
+}
+
+/// A face with the precision the manifests keep (1/100 px, score 1e-4), so crops made now and
+/// crops re-made later from detections.csv are cut from the very same box.
+fn rounded(f: &Face) -> Face {
+    let mut lm = f.landmarks;
+    lm.iter_mut().for_each(|v| *v = round2(*v));
+    Face { x1: round2(f.x1), y1: round2(f.y1), x2: round2(f.x2), y2: round2(f.y2), score: round_score(f.score), landmarks: lm }
+}
+
+fn round_score(s: f32) -> f32 {
+    (s * 1e4).round() / 1e4
 }
 
 /// Where the crop of face `face` of frame `index` goes, relative to the output folder.
@@ -392,7 +406,7 @@ fn crop_worker(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSettin
 
 /// A video whose frames are still arriving at the writer.
 #[derive(Default)]
-struct Pending {
+pub(crate) struct Pending {
     frames: Vec<(u64, f64, Vec<(Face, Option<String>)>)>,
     error: Option<String>,
     end: Option<(u64, Option<String>, Option<String>)>,
@@ -436,7 +450,7 @@ fn write_stage(
     Ok(())
 }
 
-fn commit(
+pub(crate) fn commit(
     video: &VideoCtx,
     mut p: Pending,
     journal: &mut Journal,
@@ -487,7 +501,7 @@ fn commit(
                     y1: round2(face.y1),
                     x2: round2(face.x2),
                     y2: round2(face.y2),
-                    score: (face.score * 1e4).round() / 1e4,
+                    score: face.score,
                     lm: face.landmarks.iter().map(|v| round2(*v).to_string()).collect::<Vec<_>>().join(" "),
                     detector: settings.detector.name.clone(),
                 });
@@ -505,7 +519,7 @@ fn commit(
                         y1: round2(face.y1),
                         x2: round2(face.x2),
                         y2: round2(face.y2),
-                        score: (face.score * 1e4).round() / 1e4,
+                        score: face.score,
                         split: job.split.clone(),
                     });
                 }

@@ -1,8 +1,8 @@
 //! A small training set made from real faces, for tests and the demo: the 100 real 25×25
 //! face crops of scikit-image's `lfw_subset.npy` (and optionally the crops of a `faces.csv`,
 //! e.g. from `scmpl extract` on the bundled videos), each paired with a manipulated copy:
-//! the central face region replaced by another identity's, blurred at the seam and inside
-//! (the blending artefacts face swaps leave). A face and its manipulation share `original`,
+//! the central face region replaced by another identity's, blended with a soft seam and
+//! re-compressed (JPEG) inside the face region (the traces face swaps leave). A face and its manipulation share `original`,
 //! so a split by original never separates them.
 
 use std::path::{Path, PathBuf};
@@ -57,24 +57,48 @@ fn blur(img: &RgbF32, radius: usize) -> RgbF32 {
     out
 }
 
-/// `target` with the central ellipse of `source` blended in and softened: a face swap's traces.
+/// JPEG re-compression of `img` at `quality` (the `image` crate's encoder), decoded back.
+fn recompress(img: &RgbF32, quality: u8) -> RgbF32 {
+    let rgb: Vec<u8> = img.data.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let mut buf = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality);
+    if image::ImageEncoder::write_image(enc, &rgb, img.width as u32, img.height as u32, image::ExtendedColorType::Rgb8).is_err() {
+        return img.clone();
+    }
+    match image::load_from_memory(&buf) {
+        Ok(d) => RgbF32::from_rgb8(img.width, img.height, d.to_rgb8().as_raw()),
+        Err(_) => img.clone(),
+    }
+}
+
+/// `target` with the central ellipse of `source` blended in, softened and re-compressed
+/// inside the face region: the traces a face swap leaves.
 pub fn manipulate(target: &RgbF32, source: &RgbF32, rng: &mut SampleRng) -> RgbF32 {
     let (w, h) = (target.width, target.height);
     let swapped = blur(source, 1);
     let (cx, cy) = (w as f32 / 2.0 + rng.range(-2.0, 2.0) as f32, h as f32 * 0.55);
     let (rx, ry) = (w as f32 * 0.3, h as f32 * 0.36);
     let tint = rng.range(-0.05, 0.05) as f32;
-    let mut out = target.clone();
+    let mut blended = target.clone();
+    let mut mask = vec![0f32; w * h];
     for y in 0..h {
         for x in 0..w {
             let d = ((x as f32 - cx) / rx).powi(2) + ((y as f32 - cy) / ry).powi(2);
             // Soft mask: 1 inside, fading to 0 over the seam.
             let a = (1.5 - d).clamp(0.0, 1.0);
+            mask[y * w + x] = a;
             for c in 0..3 {
                 let i = (y * w + x) * 3 + c;
-                out.data[i] = ((1.0 - a) * target.data[i] + a * (swapped.data[i] + tint)).clamp(0.0, 1.0);
+                blended.data[i] = ((1.0 - a) * target.data[i] + a * (swapped.data[i] + tint)).clamp(0.0, 1.0);
             }
         }
+    }
+    // The swapped face went through another encoder: re-compressed inside the mask only.
+    let recompressed = recompress(&blended, rng.int(10, 25) as u8);
+    let mut out = blended;
+    for (i, v) in out.data.iter_mut().enumerate() {
+        let a = mask[i / 3].min(1.0).ceil();
+        *v = (1.0 - a) * *v + a * recompressed.data[i];
     }
     out
 }

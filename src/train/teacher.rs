@@ -347,3 +347,37 @@ fn log_step(
     let acc = acc.map(|a| format!("{a:.6}")).unwrap_or_default();
     writeln!(f, "{step},{stage},{loss:.9},{acc},{ips:.1}").map_err(io_err(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// SupCon training on an easy two-class problem must pull the classes apart: the loss
+    /// falls clearly below the collapsed value (τ/τ_base)·log(2B-1).
+    #[test]
+    fn supcon_steps_separate_an_easy_two_class_problem() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SupConNet::new(&vs.root(), Backbone::Resnet18, 128);
+        let mut opt = Adam::new(&vs, 1e-3);
+        let b = 16i64;
+        let y = Tensor::from_slice(&(0..b).map(|i| i % 2).collect::<Vec<i64>>());
+        let mut last = 0.0;
+        for _ in 0..15 {
+            // Class 1 has a bright square in the top-left corner.
+            let x = Tensor::rand([2 * b, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let marks = y.repeat([2]).to_kind(Kind::Float).view([2 * b, 1, 1, 1]);
+            let square = Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let _ = square.narrow(2, 0, 12).narrow(3, 0, 12).fill_(2.0);
+            let x = x + marks * square;
+            let z = net.project(&net.features(&x, true));
+            let f = Tensor::stack(&[z.narrow(0, 0, b), z.narrow(0, b, b)], 1);
+            let l = loss::supcon(&f, &y, 0.1, 0.07).unwrap();
+            last = l.double_value(&[]);
+            opt.backward_step(&l);
+        }
+        let collapsed = 0.1 / 0.07 * ((2 * b - 1) as f64).ln();
+        assert!(last < collapsed - 0.3, "loss {last} vs collapsed {collapsed}");
+    }
+}
