@@ -65,7 +65,13 @@ enum Command {
     ///
     /// Example: scmpl split faces.csv --by original --ratios 0.8,0.1,0.1 --seed 777 --out split.csv
     Split {
-        faces: PathBuf,
+        /// faces.csv to split; with --preset paper, every manifest of the protocol.
+        #[arg(required = true)]
+        faces: Vec<PathBuf>,
+        /// paper: the paper's data protocol; --out is then a folder receiving labelled.csv,
+        /// unlabelled.csv, test_known.csv, test_same_gen.csv and test_post_gen.csv.
+        #[arg(long)]
+        preset: Option<String>,
         /// Group key: original, video or part.
         #[arg(long, default_value = "original")]
         by: String,
@@ -170,6 +176,25 @@ fn run_split(faces: &std::path::Path, by: &str, ratios: Option<&str>, parts: &[S
         println!("{:<8} {:<14} {:>5} {:>8}", if s.is_empty() { "-" } else { &s }, d, l, n);
     }
     eprintln!("no group straddles two splits; written {}", out.display());
+    Ok(exit::OK)
+}
+
+fn run_paper_split(inputs: &[PathBuf], seed: u64, out: &std::path::Path) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(out)?;
+    let mut rows = Vec::new();
+    for f in inputs {
+        let base = f.parent().unwrap_or(std::path::Path::new("."));
+        for mut r in scmpl::manifest::read_rows::<scmpl::manifest::FaceRow>(f)? {
+            r.path = scmpl::manifest_ops::rebase(&base.join(&r.path), out).map_err(anyhow::Error::msg)?;
+            rows.push(r);
+        }
+    }
+    for (name, set) in scmpl::split::paper_sets(&rows, seed) {
+        let path = out.join(format!("{name}.csv"));
+        scmpl::index::write_faces(&path, &set).map_err(anyhow::Error::msg)?;
+        let fake = set.iter().filter(|r| r.label == Some(1)).count();
+        println!("{name:<14} {:>8} faces ({} real, {fake} fake) -> {}", set.len(), set.len() - fake, path.display());
+    }
     Ok(exit::OK)
 }
 
@@ -546,7 +571,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         #[cfg(feature = "pipeline")]
         Command::Crop(args) => run_crop(args),
         Command::Index { layout, root, out, label_map } => run_index(&layout, &root, &out, &label_map),
-        Command::Split { faces, by, ratios, parts, seed, out } => run_split(&faces, &by, ratios.as_deref(), &parts, seed, &out),
+        Command::Split { faces, preset, by, ratios, parts, seed, out } => match preset.as_deref() {
+            Some("paper") => run_paper_split(&faces, seed, &out),
+            Some(other) => Err(anyhow::anyhow!("unknown preset '{other}': expected paper")),
+            None if faces.len() == 1 => run_split(&faces[0], &by, ratios.as_deref(), &parts, seed, &out),
+            None => Err(anyhow::anyhow!("split takes one faces.csv (several only with --preset paper)")),
+        },
         Command::Manifest(cmd) => run_manifest(cmd),
         #[cfg(feature = "train")]
         Command::Train(cmd) => run_train(cmd),

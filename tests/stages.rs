@@ -151,6 +151,20 @@ fn index_labels_every_layout_by_its_rules() {
     assert_eq!(l.len(), 2);
     assert_eq!(l["folders/forged/v2/0.png"].0, Some(1));
     assert_eq!(run(&["index", "--layout", "folders", s(&fo), "--out", s(&out)]).status.code(), Some(1), "folders needs a label map");
+
+    // The paper's protocol from the indexed manifests.
+    let sets = d.path().join("paper");
+    std::fs::create_dir_all(&sets).unwrap();
+    let o = run(&[
+        "split", "--preset", "paper", s(&d.path().join("ffpp.csv")), s(&d.path().join("celebdf.csv")),
+        s(&d.path().join("stylegan.csv")), "--out", s(d.path()),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let labelled = read_rows::<FaceRow>(&d.path().join("labelled.csv")).unwrap();
+    assert!(labelled.iter().any(|r| r.part == "Deepfakes") && !labelled.iter().any(|r| r.part == "NeuralTextures"));
+    let post = read_rows::<FaceRow>(&d.path().join("test_post_gen.csv")).unwrap();
+    assert!(post.iter().any(|r| r.dataset == "stylegan") && post.iter().any(|r| r.part == "Real"));
+    assert_eq!(run(&["manifest", "validate", s(&d.path().join("test_known.csv"))]).status.code(), Some(0));
 }
 
 fn write(path: &Path, text: &str) -> PathBuf {
