@@ -243,6 +243,25 @@ enum TrainCommand {
     ///
     /// Example: scmpl train teacher --config models/supcon-mpl.toml --manifest out/faces.csv --out runs/t1
     Teacher(TeacherArgs),
+    /// Throughput of a SupCon teacher step on synthetic inputs, and of the data loader (for scripts/bench-train).
+    ///
+    /// Example: scmpl train bench --backbone resnet50 --batch 64 --size 64 --manifest out/fixture/faces.csv
+    Bench {
+        #[arg(long, default_value = "resnet50")]
+        backbone: String,
+        #[arg(long, default_value_t = 64)]
+        batch: i64,
+        #[arg(long, default_value_t = 64)]
+        size: i64,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Also time the loader on this faces.csv (split train).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Loader worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Build the small real-face training fixture (LFW faces and their face-swap-like manipulations).
     ///
     /// Example: scmpl train fixture --lfw tests/media/lfw_subset.npy --out out/fixture
@@ -313,6 +332,16 @@ struct TeacherArgs {
 fn run_train(cmd: TrainCommand) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     match cmd {
+        TrainCommand::Bench { backbone, batch, size, steps, manifest, workers } => {
+            let bb: scmpl::train::model::Backbone = backbone.parse().map_err(anyhow::Error::msg)?;
+            let step = scmpl::train::bench::supcon_step(bb, batch, size, 2, steps, tch::Device::Cpu);
+            println!("supcon_step_images_per_s {step:.1}");
+            if let Some(m) = manifest {
+                let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, steps.max(4))?;
+                println!("loader_images_per_s {ips:.1}");
+            }
+            Ok(exit::OK)
+        }
         TrainCommand::Fixture { lfw, extra, out, size, seed } => {
             let path = scmpl::train::fixture::build(&lfw, extra.as_deref(), &out, size, seed).map_err(anyhow::Error::msg)?;
             eprintln!("fixture manifest: {}", path.display());

@@ -5,6 +5,7 @@
 //! [`fixture`] (a small real-face training set for tests and the demo).
 
 pub mod augment;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -1,0 +1,58 @@
+//! Throughput measurements for `scripts/bench-train`: a SupCon teacher step on synthetic
+//! inputs (model + loss + Adam, no data loading), and the data loader alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::data::{self, Loader, LoaderSpec, Plan};
+use super::loss;
+use super::model::{Backbone, SupConNet};
+use super::optim::Adam;
+
+/// Images per second of SupCon teacher steps (two views of `batch` images at `size` px),
+/// after `warmup` untimed steps.
+pub fn supcon_step(backbone: Backbone, batch: i64, size: i64, warmup: usize, steps: usize, device: Device) -> f64 {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let net = SupConNet::new(&vs.root(), backbone, 128);
+    let mut opt = Adam::new(&vs, 1e-4);
+    let y = Tensor::from_slice(&(0..batch).map(|i| i % 2).collect::<Vec<i64>>()).to_device(device);
+    let x = Tensor::rand([2 * batch, 3, size, size], (Kind::Float, device));
+    let mut run = || {
+        let z = net.project(&net.features(&x, true));
+        let f = Tensor::stack(&[z.narrow(0, 0, batch), z.narrow(0, batch, batch)], 1);
+        let l = loss::supcon(&f, &y, 0.1, 0.07).expect("shapes are right");
+        opt.backward_step(&l);
+        let _ = l.double_value(&[]);
+    };
+    for _ in 0..warmup {
+        run();
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        run();
+    }
+    let total = t.elapsed().as_secs_f64();
+    (2 * batch) as f64 * steps as f64 / total
+}
+
+/// Images per second the loader delivers (two augmented views each) from `manifest`'s `split`.
+pub fn loader(manifest: &std::path::Path, split: &str, batch: usize, size: usize, workers: usize, batches: usize) -> Result<f64, data::DataError> {
+    let samples = Arc::new(data::load_samples(manifest, split, &[])?);
+    let spec = LoaderSpec {
+        plan: Plan { seed: 1, batch: batch.min(samples.len()), samples: samples.len(), shuffle: true },
+        views: 2,
+        augment: true,
+        size,
+        workers,
+        prefetch: 2,
+    };
+    let t = Instant::now();
+    let mut images = 0;
+    for b in Loader::new(samples, spec, 0, batches) {
+        images += b.views * b.n;
+    }
+    Ok(images as f64 / t.elapsed().as_secs_f64())
+}
