@@ -243,6 +243,41 @@ enum TrainCommand {
     ///
     /// Example: scmpl train teacher --config models/supcon-mpl.toml --manifest out/faces.csv --out runs/t1
     Teacher(TeacherArgs),
+    /// SupCon-MPL: the meta-pseudo-label loop (teacher from mpl.teacher, student new).
+    ///
+    /// Example: scmpl train mpl --config models/supcon-mpl.toml --teacher runs/t1 --out runs/mpl1
+    Mpl {
+        #[command(flatten)]
+        common: TeacherArgs,
+        /// Teacher run folder (mpl.teacher).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// MPL steps (mpl.steps).
+        #[arg(long)]
+        mpl_steps: Option<usize>,
+        /// Labelled and unlabelled batch sizes, e.g. 64,448 (mpl.labelled_batch, mpl.unlabelled_batch).
+        #[arg(long)]
+        mpl_batch: Option<String>,
+    },
+    /// Student fine-tuning: SupCon with true labels, then the classifier with CE (from finetune.student).
+    ///
+    /// Example: scmpl train finetune --student runs/mpl1 --out runs/ft1
+    Finetune {
+        #[command(flatten)]
+        common: TeacherArgs,
+        /// MPL run folder (finetune.student).
+        #[arg(long)]
+        student: Option<PathBuf>,
+    },
+    /// Baselines: ce (backbone + fc, CE), supcon (the teacher alone), mpl (classic MPL, no SupCon).
+    ///
+    /// Example: scmpl train baseline ce --manifest faces.csv --out runs/ce
+    Baseline {
+        /// ce, supcon or mpl.
+        kind: String,
+        #[command(flatten)]
+        common: TeacherArgs,
+    },
     /// Throughput of a SupCon teacher step on synthetic inputs, and of the data loader (for scripts/bench-train).
     ///
     /// Example: scmpl train bench --backbone resnet50 --batch 64 --size 64 --manifest out/fixture/faces.csv
@@ -308,10 +343,10 @@ struct TeacherArgs {
     /// paper or default (run.preset).
     #[arg(long)]
     preset: Option<String>,
-    /// Steps of each stage (teacher.supcon_steps and teacher.linear_steps).
+    /// Steps of each SupCon and linear stage (teacher.* and finetune.*).
     #[arg(long)]
     steps: Option<usize>,
-    /// Batch size of each stage.
+    /// Batch size of each SupCon and linear stage (teacher.* and finetune.*).
     #[arg(long)]
     batch: Option<usize>,
     /// Learning rate of every optimizer (teacher.lr).
@@ -330,7 +365,6 @@ struct TeacherArgs {
 
 #[cfg(feature = "train")]
 fn run_train(cmd: TrainCommand) -> anyhow::Result<i32> {
-    use std::io::IsTerminal;
     match cmd {
         TrainCommand::Bench { backbone, batch, size, steps, manifest, workers } => {
             let bb: scmpl::train::model::Backbone = backbone.parse().map_err(anyhow::Error::msg)?;
@@ -347,34 +381,75 @@ fn run_train(cmd: TrainCommand) -> anyhow::Result<i32> {
             eprintln!("fixture manifest: {}", path.display());
             Ok(exit::OK)
         }
+        TrainCommand::Mpl { common, teacher, mpl_steps, mpl_batch } => {
+            let (mut r, resume, progress) = recipe_of(common)?;
+            if let Some(v) = teacher { r.mpl.teacher = v; }
+            if let Some(v) = mpl_steps { r.mpl.steps = v; }
+            if let Some(v) = mpl_batch {
+                let (l, u) = v.split_once(',').ok_or_else(|| anyhow::anyhow!("--mpl-batch takes LABELLED,UNLABELLED"))?;
+                r.mpl.labelled_batch = l.parse()?;
+                r.mpl.unlabelled_batch = u.parse()?;
+            }
+            report(scmpl::train::mpl::run(&r, resume, progress)?)
+        }
+        TrainCommand::Finetune { common, student } => {
+            let (mut r, resume, progress) = recipe_of(common)?;
+            if let Some(v) = student { r.finetune.student = v; }
+            let stages = scmpl::train::teacher::Stages::finetune(&r)?;
+            report(scmpl::train::teacher::run_stages(&r, &stages, resume, progress)?)
+        }
+        TrainCommand::Baseline { kind, common } => {
+            let (r, resume, progress) = recipe_of(common)?;
+            match kind.as_str() {
+                "supcon" => report(scmpl::train::teacher::run(&r, resume, progress)?),
+                other => report(scmpl::train::baseline::run(other, &r, progress)?),
+            }
+        }
         TrainCommand::Teacher(a) => {
-            let mut r = scmpl::train::config::Recipe::load(a.config.as_deref())?;
-            if let Some(v) = a.manifest { r.data.manifest = v; }
-            if let Some(v) = a.out { r.run.out = v; }
-            if let Some(v) = a.backbone { r.model.backbone = v; }
-            if let Some(v) = a.init { r.model.init = v; }
-            if let Some(v) = a.device { r.run.device = v; }
-            if let Some(v) = a.preset { r.run.preset = v; }
-            if let Some(v) = a.steps { r.teacher.supcon_steps = v; r.teacher.linear_steps = v; }
-            if let Some(v) = a.batch { r.teacher.supcon_batch = v; r.teacher.linear_batch = v; }
-            if let Some(v) = a.image_size { r.data.image_size = v; }
-            if let Some(v) = a.lr { r.teacher.lr = v; }
-            if let Some(v) = a.stop_after { r.run.stop_after = v; }
-            let progress = !a.no_progress && std::io::stderr().is_terminal();
-            let rep = scmpl::train::teacher::run(&r, a.resume, progress)?;
-            if rep.skipped_images > 0 {
-                eprintln!("warning: {} unreadable images skipped (listed above)", rep.skipped_images);
-            }
-            match rep.eval_accuracy {
-                Some(acc) => eprintln!(
-                    "teacher done at step {}: held-out accuracy {:.4} on {} images; run in {}",
-                    rep.last_step, acc, rep.eval_images, rep.run.display()
-                ),
-                None => eprintln!("stopped at step {} (checkpointed); continue with --resume; run in {}", rep.last_step, rep.run.display()),
-            }
-            Ok(exit::OK)
+            let (r, resume, progress) = recipe_of(a)?;
+            report(scmpl::train::teacher::run(&r, resume, progress)?)
         }
     }
+}
+
+/// The recipe with the shared training flags applied; (recipe, resume, progress).
+#[cfg(feature = "train")]
+fn recipe_of(a: TeacherArgs) -> anyhow::Result<(scmpl::train::config::Recipe, bool, bool)> {
+    use std::io::IsTerminal;
+    let mut r = scmpl::train::config::Recipe::load(a.config.as_deref())?;
+    if let Some(v) = a.manifest { r.data.manifest = v; }
+    if let Some(v) = a.out { r.run.out = v; }
+    if let Some(v) = a.backbone { r.model.backbone = v; }
+    if let Some(v) = a.init { r.model.init = v; }
+    if let Some(v) = a.device { r.run.device = v; }
+    if let Some(v) = a.preset { r.run.preset = v; }
+    if let Some(v) = a.steps {
+        (r.teacher.supcon_steps, r.teacher.linear_steps, r.finetune.supcon_steps, r.finetune.linear_steps) = (v, v, v, v);
+    }
+    if let Some(v) = a.batch {
+        (r.teacher.supcon_batch, r.teacher.linear_batch, r.finetune.supcon_batch, r.finetune.linear_batch) = (v, v, v, v);
+    }
+    if let Some(v) = a.image_size { r.data.image_size = v; }
+    if let Some(v) = a.lr { r.teacher.lr = v; r.mpl.lr = v; }
+    if let Some(v) = a.stop_after { r.run.stop_after = v; }
+    let progress = !a.no_progress && std::io::stderr().is_terminal();
+    Ok((r, a.resume, progress))
+}
+
+/// Prints how a training run ended.
+#[cfg(feature = "train")]
+fn report(rep: scmpl::train::teacher::TeacherReport) -> anyhow::Result<i32> {
+    if rep.skipped_images > 0 {
+        eprintln!("warning: {} unreadable images skipped (listed above)", rep.skipped_images);
+    }
+    match rep.eval_accuracy {
+        Some(acc) => eprintln!(
+            "done at step {}: held-out accuracy {:.4} on {} images; run in {}",
+            rep.last_step, acc, rep.eval_images, rep.run.display()
+        ),
+        None => eprintln!("stopped at step {} (checkpointed); continue with --resume; run in {}", rep.last_step, rep.run.display()),
+    }
+    Ok(exit::OK)
 }
 
 /// Flags of `crop`.

@@ -124,3 +124,59 @@ fn bad_training_inputs_are_clear_errors() {
     let o = run(&a);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let m = manifest.to_str().unwrap();
+    let teacher = dir.path().join("teacher");
+    let common = ["--manifest", m, "--backbone", "resnet18", "--steps", "2", "--batch", "16", "--lr", "1e-3", "--no-progress"];
+    let mut a = vec!["train", "teacher", "--out", teacher.to_str().unwrap()];
+    a.extend(common);
+    assert_eq!(run(&a).status.code(), Some(0));
+    // MPL straight, and MPL stopped after 2 of 4 steps then resumed.
+    let mpl = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", out.to_str().unwrap(), "--mpl-steps", "4", "--mpl-batch", "8,16"];
+        a.extend(common);
+        a.extend(extra);
+        run(&a)
+    };
+    let straight = dir.path().join("mpl");
+    let o = mpl(&straight, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let resumed = dir.path().join("mpl2");
+    assert_eq!(mpl(&resumed, &["--stop-after", "2"]).status.code(), Some(0));
+    assert_eq!(mpl(&resumed, &["--resume"]).status.code(), Some(0));
+    let cols = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv")).unwrap().lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+    };
+    assert_eq!(cols(&straight).len(), 5);
+    assert_eq!(cols(&straight), cols(&resumed), "MPL losses, h and accuracy after resume");
+    // h is logged and finite; the student's evaluation is written.
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(straight.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["model"], "student");
+    // Fine-tuning starts from the MPL student.
+    let ft = dir.path().join("ft");
+    let mut a = vec!["train", "finetune", "--student", straight.to_str().unwrap(), "--out", ft.to_str().unwrap()];
+    a.extend(common);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(ft.join("eval.json").exists());
+    // A teacher of another backbone is refused.
+    let bad = dir.path().join("bad");
+    let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", bad.to_str().unwrap(), "--mpl-steps", "1"];
+    a.extend(["--manifest", m, "--backbone", "resnet34", "--no-progress"]);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("another backbone"), "{}", stderr(&o));
+    // Baselines run under the same command.
+    for kind in ["ce", "mpl"] {
+        let out = dir.path().join(format!("b_{kind}"));
+        let mut a = vec!["train", "baseline", kind, "--out", out.to_str().unwrap()];
+        a.extend(common);
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {}", stderr(&o));
+        assert!(out.join("eval.json").exists());
+    }
+}

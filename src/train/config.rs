@@ -16,6 +16,8 @@ pub struct DataSection {
     pub train_split: String,
     pub eval_split: String,
     pub datasets: Vec<String>,
+    pub unlabelled_manifest: PathBuf,
+    pub unlabelled_split: String,
     pub image_size: usize,
     pub workers: usize,
     pub prefetch: usize,
@@ -43,6 +45,26 @@ pub struct TeacherSection {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct MplSection {
+    pub teacher: PathBuf,
+    pub steps: usize,
+    pub labelled_batch: usize,
+    pub unlabelled_batch: usize,
+    pub lr: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSection {
+    pub student: PathBuf,
+    pub supcon_steps: usize,
+    pub supcon_batch: usize,
+    pub linear_steps: usize,
+    pub linear_batch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RunSection {
     pub out: PathBuf,
     pub seed: u64,
@@ -59,6 +81,8 @@ pub struct Recipe {
     pub data: DataSection,
     pub model: ModelSection,
     pub teacher: TeacherSection,
+    pub mpl: MplSection,
+    pub finetune: FinetuneSection,
     pub run: RunSection,
 }
 

@@ -44,6 +44,21 @@ pub fn load_samples(manifest: &Path, split: &str, datasets: &[String]) -> Result
     Ok(samples)
 }
 
+/// Rows of `manifest` in `split` (and `datasets`), labels ignored (MPL's unlabelled stream).
+pub fn load_unlabelled(manifest: &Path, split: &str, datasets: &[String]) -> Result<Vec<Sample>, DataError> {
+    let rows: Vec<FaceRow> = manifest::read_rows(manifest)?;
+    let base = manifest.parent().unwrap_or(Path::new("."));
+    let samples: Vec<Sample> = rows
+        .into_iter()
+        .filter(|r| r.split == split && (datasets.is_empty() || datasets.contains(&r.dataset)))
+        .map(|r| Sample { path: base.join(&r.path), label: -1, video_id: r.video_id })
+        .collect();
+    if samples.is_empty() {
+        return Err(DataError::Empty { manifest: manifest.into(), split: split.into(), datasets: datasets.to_vec() });
+    }
+    Ok(samples)
+}
+
 /// Reads an image as RGB in [0,1]; None when it is missing or does not decode.
 pub fn read_image(path: &Path) -> Option<RgbF32> {
     let img = image::open(path).ok()?.to_rgb8();

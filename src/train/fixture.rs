@@ -109,8 +109,8 @@ fn save_png(img: &RgbF32, path: &Path) -> Result<(), String> {
     buf.save(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Writes the fixture under `out` (`real/`, `fake/`, `faces.csv` with split train/test by
-/// original, 1 in 5 originals to test). `extra` adds the crops listed in another faces.csv.
+/// Writes the fixture under `out` (`real/`, `fake/`, `faces.csv` with split test / train /
+/// unlabelled by original, 1:2:2). `extra` adds the crops listed in another faces.csv.
 /// Returns the manifest path.
 pub fn build(lfw: &Path, extra: Option<&Path>, out: &Path, size: usize, seed: u64) -> Result<PathBuf, String> {
     let mut reals: Vec<(String, RgbF32)> = read_lfw(lfw, 100)?
@@ -137,7 +137,12 @@ pub fn build(lfw: &Path, extra: Option<&Path>, out: &Path, size: usize, seed: u6
         let mut rng = SampleRng::new(seed, 0, i as u64, 9);
         let j = (i + 1 + rng.int(0, n - 2)) % n;
         let fake = manipulate(img, &reals[j].1, &mut rng);
-        let split = if crate::scan::stable_hash(id) % 5 == 0 { "test" } else { "train" };
+        // 1 in 5 originals held out for testing, 2 in 5 labelled, 2 in 5 unlabelled (for MPL).
+        let split = match crate::scan::stable_hash(id) % 5 {
+            0 => "test",
+            1 | 2 => "train",
+            _ => "unlabelled",
+        };
         for (label, dir, picture) in [(0u8, "real", img), (1u8, "fake", &fake)] {
             let rel = format!("{dir}/{id}.png");
             save_png(picture, &out.join(&rel))?;

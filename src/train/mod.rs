@@ -5,6 +5,7 @@
 //! [`fixture`] (a small real-face training set for tests and the demo).
 
 pub mod augment;
+pub mod baseline;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -12,5 +13,6 @@ pub mod data;
 pub mod fixture;
 pub mod loss;
 pub mod model;
+pub mod mpl;
 pub mod optim;
 pub mod teacher;

@@ -93,7 +93,7 @@ struct Models {
     opt_cls: Adam,
 }
 
-fn build_models(recipe: &Recipe, device: Device) -> Result<Models, TrainError> {
+fn build_models(recipe: &Recipe, device: Device, lr: f64) -> Result<Models, TrainError> {
     let backbone: Backbone = recipe
         .model
         .backbone
@@ -107,29 +107,92 @@ fn build_models(recipe: &Recipe, device: Device) -> Result<Models, TrainError> {
     }
     let vs_cls = nn::VarStore::new(device);
     let cls = Classifier::new(&vs_cls.root(), backbone.feature_dim(), 2);
-    let opt_net = Adam::new(&vs_net, recipe.teacher.lr);
-    let opt_cls = Adam::new(&vs_cls, recipe.teacher.lr);
+    let opt_net = Adam::new(&vs_net, lr);
+    let opt_cls = Adam::new(&vs_cls, lr);
     Ok(Models { vs_net, vs_cls, net, cls, opt_net, opt_cls })
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+/// Which model the two stages train, and from what.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    /// File names of the (encoder + head) and classifier weights in checkpoints.
+    pub net_file: &'static str,
+    pub cls_file: &'static str,
+    pub supcon_steps: usize,
+    pub supcon_batch: usize,
+    pub linear_steps: usize,
+    pub linear_batch: usize,
+    pub lr: f64,
+    /// Weights to start from (encoder + head, classifier), e.g. the MPL student.
+    pub start: Option<(PathBuf, PathBuf)>,
+    /// The student of the paper preset keeps BatchNorm in train mode in the linear stage.
+    pub bn_train_in_linear: bool,
+}
+
+impl Stages {
+    /// The teacher: SupCon then linear, from `model.init` or random.
+    pub fn teacher(recipe: &Recipe) -> Stages {
+        let t = &recipe.teacher;
+        Stages {
+            net_file: "teacher.safetensors",
+            cls_file: "teacher_classifier.safetensors",
+            supcon_steps: t.supcon_steps,
+            supcon_batch: t.supcon_batch,
+            linear_steps: t.linear_steps,
+            linear_batch: t.linear_batch,
+            lr: t.lr,
+            start: None,
+            bn_train_in_linear: false,
+        }
+    }
+
+    /// Student fine-tuning: the same two stages from the MPL run's student.
+    pub fn finetune(recipe: &Recipe) -> Result<Stages, TrainError> {
+        let f = &recipe.finetune;
+        let ck = checkpoint::latest(&f.student)?.ok_or_else(|| {
+            TrainError::Checkpoint(format!("{}: no checkpoint (run `scmpl train mpl` first)", f.student.display()))
+        })?;
+        Ok(Stages {
+            net_file: "student.safetensors",
+            cls_file: "student_classifier.safetensors",
+            supcon_steps: f.supcon_steps,
+            supcon_batch: f.supcon_batch,
+            linear_steps: f.linear_steps,
+            linear_batch: f.linear_batch,
+            lr: recipe.teacher.lr,
+            start: Some((ck.dir.join("student.safetensors"), ck.dir.join("student_classifier.safetensors"))),
+            bn_train_in_linear: recipe.preset()? == Preset::Paper,
+        })
+    }
 }
 
 /// Runs (or resumes) the teacher stages of `recipe`.
 pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherReport, TrainError> {
+    run_stages(recipe, &Stages::teacher(recipe), resume, progress)
+}
+
+/// Runs (or resumes) SupCon + linear stages as `stages` says.
+pub fn run_stages(recipe: &Recipe, stages: &Stages, resume: bool, progress: bool) -> Result<TeacherReport, TrainError> {
     let preset = recipe.preset()?;
     let user_device: UserDevice = recipe.run.device.parse()?;
     let device = torch_device(user_device)?;
     let out = recipe.run.out.clone();
-    let t = &recipe.teacher;
+    let t = stages;
     let total = t.supcon_steps + t.linear_steps;
 
     let train = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?);
     let eval = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.eval_split, &recipe.data.datasets)?);
 
     std::fs::create_dir_all(&out).map_err(io_err(&out))?;
-    let mut m = build_models(recipe, device)?;
+    let mut m = build_models(recipe, device, t.lr)?;
+    if let Some((net, cls)) = &t.start {
+        checkpoint::load_vars(&mut m.vs_net, net)?;
+        checkpoint::load_vars(&mut m.vs_cls, cls)?;
+    }
     let mut start = 0usize;
     if resume {
         match checkpoint::latest(&out)? {
@@ -141,10 +204,10 @@ pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherRepor
                         out.join("recipe.toml").display()
                     )));
                 }
-                checkpoint::load_vars(&mut m.vs_net, &ck.dir.join("teacher.safetensors"))?;
-                checkpoint::load_vars(&mut m.vs_cls, &ck.dir.join("teacher_classifier.safetensors"))?;
-                m.opt_net.load(&ck.dir.join("adam_teacher.safetensors"))?;
-                m.opt_cls.load(&ck.dir.join("adam_teacher_classifier.safetensors"))?;
+                checkpoint::load_vars(&mut m.vs_net, &ck.dir.join(t.net_file))?;
+                checkpoint::load_vars(&mut m.vs_cls, &ck.dir.join(t.cls_file))?;
+                m.opt_net.load(&ck.dir.join(format!("adam_{}", t.net_file)))?;
+                m.opt_cls.load(&ck.dir.join(format!("adam_{}", t.cls_file)))?;
                 start = ck.step;
                 tracing::info!("resuming from {} (step {start})", ck.dir.display());
             }
@@ -192,7 +255,7 @@ pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherRepor
             let n = batch.n as i64;
             // [2n, d] view-major -> [n, 2, d]
             let features = Tensor::stack(&[z.narrow(0, 0, n), z.narrow(0, n, n)], 1);
-            let l = loss::supcon(&features, &y, t.temperature, t.base_temperature)?;
+            let l = loss::supcon(&features, &y, recipe.teacher.temperature, recipe.teacher.base_temperature)?;
             let value = l.double_value(&[]);
             if !value.is_finite() {
                 return Err(TrainError::NotFinite { step, what: "SupCon loss", value, checkpoint: last_ck });
@@ -203,7 +266,7 @@ pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherRepor
             bar.set_position(step as u64);
             bar.set_message(format!("supcon {value:.4} {ips:.0} img/s"));
             if step % recipe.run.checkpoint_every.max(1) == 0 || step == s1_end {
-                last_ck = save(&out, &m, step, recipe)?;
+                last_ck = save(&out, &m, step, recipe, t)?;
             }
         }
     }
@@ -218,7 +281,7 @@ pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherRepor
             skipped += report_skipped(&batch);
             let x = to_input(&batch, device, preset);
             let y = Tensor::from_slice(&batch.labels).to_device(device);
-            let f = tch::no_grad(|| m.net.features(&x, false));
+            let f = tch::no_grad(|| m.net.features(&x, t.bn_train_in_linear));
             let logits = m.cls.forward(&f);
             let l = loss::cross_entropy(&logits, &y)?;
             let value = l.double_value(&[]);
@@ -232,7 +295,7 @@ pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherRepor
             bar.set_position(step as u64);
             bar.set_message(format!("ce {value:.4} acc {acc:.3} {ips:.0} img/s"));
             if step % recipe.run.checkpoint_every.max(1) == 0 || step == stop {
-                last_ck = save(&out, &m, step, recipe)?;
+                last_ck = save(&out, &m, step, recipe, t)?;
             }
         }
     }
@@ -256,7 +319,7 @@ pub fn run(recipe: &Recipe, resume: bool, progress: bool) -> Result<TeacherRepor
     Ok(report)
 }
 
-fn report_skipped(batch: &Batch) -> usize {
+pub(crate) fn report_skipped(batch: &Batch) -> usize {
     for p in &batch.skipped {
         tracing::warn!("{}: missing or not a readable image; skipped", p.display());
     }
@@ -296,7 +359,7 @@ pub fn evaluate(
 }
 
 /// What must not change between a run and its resumption.
-fn fingerprint(recipe: &Recipe) -> String {
+pub(crate) fn fingerprint(recipe: &Recipe) -> String {
     let mut r = recipe.clone();
     r.run.stop_after = 0;
     r.run.device.clear();
@@ -306,13 +369,13 @@ fn fingerprint(recipe: &Recipe) -> String {
     r.to_toml()
 }
 
-fn save(out: &Path, m: &Models, step: usize, recipe: &Recipe) -> Result<String, TrainError> {
+fn save(out: &Path, m: &Models, step: usize, recipe: &Recipe, t: &Stages) -> Result<String, TrainError> {
     let ck = Checkpoint { dir: PathBuf::new(), step, recipe_fingerprint: fingerprint(recipe) };
     let dir = checkpoint::write(out, &ck, |dir| {
-        checkpoint::save_weights(&m.vs_net, &dir.join("teacher.safetensors"))?;
-        checkpoint::save_weights(&m.vs_cls, &dir.join("teacher_classifier.safetensors"))?;
-        m.opt_net.save(&dir.join("adam_teacher.safetensors"))?;
-        m.opt_cls.save(&dir.join("adam_teacher_classifier.safetensors"))?;
+        checkpoint::save_weights(&m.vs_net, &dir.join(t.net_file))?;
+        checkpoint::save_weights(&m.vs_cls, &dir.join(t.cls_file))?;
+        m.opt_net.save(&dir.join(format!("adam_{}", t.net_file)))?;
+        m.opt_cls.save(&dir.join(format!("adam_{}", t.cls_file)))?;
         Ok(())
     })?;
     Ok(dir.display().to_string())
@@ -321,7 +384,7 @@ fn save(out: &Path, m: &Models, step: usize, recipe: &Recipe) -> Result<String, 
 const METRICS_HEADER: &str = "step,stage,loss,accuracy,images_per_s\n";
 
 /// Opens metrics.csv, dropping rows after `start` (steps a crash made us redo).
-fn open_metrics(path: &Path, start: usize) -> Result<std::fs::File, TrainError> {
+pub(crate) fn open_metrics(path: &Path, start: usize) -> Result<std::fs::File, TrainError> {
     let kept: String = match std::fs::read_to_string(path) {
         Ok(text) => text
             .lines()
@@ -335,7 +398,7 @@ fn open_metrics(path: &Path, start: usize) -> Result<std::fs::File, TrainError> 
     std::fs::OpenOptions::new().append(true).open(path).map_err(io_err(path))
 }
 
-fn log_step(
+pub(crate) fn log_step(
     f: &mut std::fs::File,
     path: &Path,
     step: usize,
