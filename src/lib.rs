@@ -10,6 +10,7 @@ pub mod image;
 pub mod index;
 pub mod manifest;
 pub mod manifest_ops;
+pub mod metrics;
 pub mod runtime;
 pub mod scan;
 pub mod split;

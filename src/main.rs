@@ -89,6 +89,29 @@ enum Command {
     /// Manifest tools: merge, validate, stats, export.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Evaluate a trained run on a manifest: accuracy, AUC, EER, AP, log loss; frame and video level.
+    ///
+    /// Example: scmpl eval --checkpoint runs/ft1 --manifest test.csv --by dataset
+    #[cfg(feature = "train")]
+    Eval {
+        /// Run folder (recipe.toml + checkpoints/).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// faces.csv with labels.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Group results by dataset, part or domain (the split column).
+        #[arg(long)]
+        by: Option<String>,
+        /// paper: also the reference's scoring (mean accuracy of 100 shuffled batches of 512, AUC from hard labels).
+        #[arg(long)]
+        protocol: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Where metrics.csv and metrics.json go (default RUN/eval).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Train detectors from faces.csv manifests.
     #[cfg(feature = "train")]
     #[command(subcommand)]
@@ -684,6 +707,34 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Manifest(cmd) => run_manifest(cmd),
         #[cfg(feature = "train")]
         Command::Train(cmd) => run_train(cmd),
+        #[cfg(feature = "train")]
+        Command::Eval { checkpoint, manifest, by, protocol, device, out } => {
+            let paper = match protocol.as_deref() {
+                None => false,
+                Some("paper") => true,
+                Some(other) => anyhow::bail!("unknown protocol '{other}': expected paper"),
+            };
+            if let Some(b) = by.as_deref().filter(|b| !["dataset", "part", "domain", "split"].contains(b)) {
+                anyhow::bail!("invalid --by '{b}': expected dataset, part or domain");
+            }
+            let out = out.unwrap_or_else(|| checkpoint.join("eval"));
+            let reports = scmpl::train::eval::run(&checkpoint, &manifest, by.as_deref(), paper, &device, &out)?;
+            let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "undefined".into());
+            println!("{:<16} {:<10} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8}", "domain", "level", "n", "accuracy", "auc", "eer", "ap", "logloss");
+            for r in &reports {
+                for (level, m) in [("frame", &r.frame), ("video_mean", &r.video_mean), ("video_max", &r.video_max)] {
+                    println!("{:<16} {:<10} {:>6} {:>8.4} {:>9} {:>9} {:>9} {:>8.4}", r.domain, level, m.n, m.accuracy, f(m.auc), f(m.eer), f(m.ap), m.log_loss);
+                }
+                if r.frame.auc.is_none() {
+                    println!("{:<16} AUC, EER and AP are undefined: the labels are all one class ({} real, {} fake)", r.domain, r.frame.real, r.frame.fake);
+                }
+                if let Some(a) = r.paper_accuracy {
+                    println!("{:<16} paper protocol: accuracy {:.4} (100 batches of 512), hard-label AUC {}", r.domain, a, f(r.paper_hard_auc));
+                }
+            }
+            eprintln!("written {}/metrics.csv and metrics.json", out.display());
+            Ok(exit::OK)
+        }
     }
 }
 

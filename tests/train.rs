@@ -163,6 +163,28 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     let o = run(&a);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(ft.join("eval.json").exists());
+    // Evaluation of the fine-tuned student: frame and video level per domain, CSV and JSON.
+    let ev = dir.path().join("eval");
+    let o = run(&["eval", "--checkpoint", ft.to_str().unwrap(), "--manifest", m, "--by", "domain", "--protocol", "paper", "--out", ev.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(table.contains("test") && table.contains("video_mean") && table.contains("paper protocol"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ev.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(json["model"], "student");
+    assert!(json["domains"][0]["frame"]["auc"].as_f64().is_some());
+    // One class only: AUC is said to be undefined, not 0.5.
+    let one = dir.path().join("fixture/real_only.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| l.starts_with("path,") || l.starts_with("real/")).collect();
+    std::fs::write(&one, kept.join("\n") + "\n").unwrap();
+    let o = run(&["eval", "--checkpoint", ft.to_str().unwrap(), "--manifest", one.to_str().unwrap(), "--out", ev.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("undefined: the labels are all one class"));
+    // An incomplete run folder is a clear message.
+    std::fs::remove_file(ft.join("latest")).unwrap();
+    let o = run(&["eval", "--checkpoint", ft.to_str().unwrap(), "--manifest", m]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("incomplete"), "{}", stderr(&o));
     // A teacher of another backbone is refused.
     let bad = dir.path().join("bad");
     let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", bad.to_str().unwrap(), "--mpl-steps", "1"];

@@ -103,6 +103,8 @@ pub struct Batch {
     pub size: usize,
     pub pixels: Vec<f32>,
     pub labels: Vec<i64>,
+    /// Indices (into the sample list) of the images in the batch, in order.
+    pub indices: Vec<usize>,
     /// Samples dropped because their image is missing or broken (with the paths).
     pub skipped: Vec<PathBuf>,
 }
@@ -124,6 +126,7 @@ fn make_batch(samples: &[Sample], spec: &LoaderSpec, step: usize) -> Batch {
     let s = spec.size;
     let mut per_view: Vec<Vec<f32>> = vec![Vec::with_capacity(indices.len() * s * s * 3); spec.views];
     let mut labels = Vec::with_capacity(indices.len());
+    let mut kept = Vec::with_capacity(indices.len());
     let mut skipped = Vec::new();
     for &i in &indices {
         let sample = &samples[i];
@@ -140,9 +143,10 @@ fn make_batch(samples: &[Sample], spec: &LoaderSpec, step: usize) -> Batch {
             buf.extend_from_slice(&out.data);
         }
         labels.push(sample.label);
+        kept.push(i);
     }
     let n = labels.len();
-    Batch { step, views: spec.views, n, size: s, pixels: per_view.concat(), labels, skipped }
+    Batch { step, views: spec.views, n, size: s, pixels: per_view.concat(), labels, indices: kept, skipped }
 }
 
 /// Batches for steps `start..end`, made by worker threads, handed out in step order.

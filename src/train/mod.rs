@@ -14,5 +14,6 @@ pub mod fixture;
 pub mod loss;
 pub mod model;
 pub mod mpl;
+pub mod eval;
 pub mod optim;
 pub mod teacher;
