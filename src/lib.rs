@@ -29,6 +29,9 @@ pub mod video;
 #[cfg(feature = "train")]
 pub mod train;
 
+#[cfg(all(feature = "pipeline", feature = "train"))]
+pub mod predict;
+
 /// Exit codes shared by every command.
 pub mod exit {
     /// Everything went well.

@@ -112,6 +112,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Fake probability per face, frame and video (JSON lines), with a trained run.
+    ///
+    /// Example: scmpl predict clip.mp4 photo.png --checkpoint runs/ft1
+    #[cfg(all(feature = "pipeline", feature = "train"))]
+    Predict {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Run folder (recipe.toml + checkpoints/).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Pipeline config for detection and crops (default pipeline/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Frames of a video to score: all, stride:N, count:N.
+        #[arg(long)]
+        sampling: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Train detectors from faces.csv manifests.
     #[cfg(feature = "train")]
     #[command(subcommand)]
@@ -707,6 +726,27 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Manifest(cmd) => run_manifest(cmd),
         #[cfg(feature = "train")]
         Command::Train(cmd) => run_train(cmd),
+        #[cfg(all(feature = "pipeline", feature = "train"))]
+        Command::Predict { inputs, checkpoint, config, sampling, device } => {
+            let mut c = scmpl::config::PipelineConfig::load(config.as_deref())?;
+            if let Some(s) = sampling { c.extract.sampling = s; }
+            c.extract.device = device.clone();
+            let settings = c.validate()?;
+            let clf = scmpl::train::eval::load(&checkpoint, &device)?;
+            let mut det = scmpl::detect::build(&settings.detector, settings.device, &scmpl::runtime::models_dir())?;
+            let mut failed = 0;
+            for input in &inputs {
+                match scmpl::predict::predict(input, &settings, &mut det, &clf) {
+                    Ok(v) => println!("{v}"),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("failed: {e}");
+                        println!("{}", serde_json::json!({ "input": input, "error": e }));
+                    }
+                }
+            }
+            Ok(if failed == 0 { exit::OK } else { exit::SOME_FAILED })
+        }
         #[cfg(feature = "train")]
         Command::Eval { checkpoint, manifest, by, protocol, device, out } => {
             let paper = match protocol.as_deref() {

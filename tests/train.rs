@@ -185,6 +185,21 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     let o = run(&["eval", "--checkpoint", ft.to_str().unwrap(), "--manifest", m]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("incomplete"), "{}", stderr(&o));
+    // Prediction on a real video and photos: one face per frame, a verdict, valid JSON lines.
+    let o = run(&[
+        "predict", media("carphone_pristine.mp4").to_str().unwrap(), media("astronaut.png").to_str().unwrap(),
+        media("coffee.png").to_str().unwrap(), "--checkpoint", straight.to_str().unwrap(), "--sampling", "count:8",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let frames = lines[0]["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 8);
+    assert!(frames.iter().all(|f| f["faces"].as_array().unwrap().len() == 1), "one face per carphone frame");
+    let p = lines[0]["video"]["fake_probability_mean"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    assert!(["real", "fake"].contains(&lines[1]["video"]["verdict"].as_str().unwrap()));
+    assert_eq!(lines[2]["video"]["verdict"], "no face found");
     // A teacher of another backbone is refused.
     let bad = dir.path().join("bad");
     let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", bad.to_str().unwrap(), "--mpl-steps", "1"];
