@@ -11,6 +11,8 @@ pub mod index;
 pub mod manifest;
 pub mod manifest_ops;
 pub mod metrics;
+#[cfg(feature = "pipeline")]
+pub mod report;
 pub mod runtime;
 pub mod scan;
 pub mod split;

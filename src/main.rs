@@ -131,6 +131,21 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Training curves of a run as a PNG (RUN/curves.png), from its metrics.csv.
+    ///
+    /// Example: scmpl report runs/t1
+    #[cfg(feature = "pipeline")]
+    Report { run: PathBuf },
+    /// Export a trained run: torchvision-named safetensors weights and a traced TorchScript model.
+    ///
+    /// Example: scmpl export --checkpoint runs/ft1 --out exported/
+    #[cfg(feature = "train")]
+    Export {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train detectors from faces.csv manifests.
     #[cfg(feature = "train")]
     #[command(subcommand)]
@@ -160,6 +175,18 @@ enum ManifestCommand {
     },
     /// Counts by dataset, part, label and split.
     Stats { file: PathBuf },
+    /// A contact sheet (PNG grid of crops with detector scores) per video.
+    ///
+    /// Example: scmpl manifest sheet out/faces.csv --out out/sheets
+    #[cfg(feature = "pipeline")]
+    Sheet {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Crops per sheet (evenly spread over the video's faces).
+        #[arg(long, default_value_t = 24)]
+        per_video: usize,
+    },
     /// Export to folds.csv (DFDC winners' code) or DeepfakeBench JSON.
     ///
     /// Example: scmpl manifest export faces.csv --format folds --out folds.csv
@@ -260,6 +287,12 @@ fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
                 bad += problems.len();
             }
             Ok(if bad == 0 { exit::OK } else { exit::SOME_FAILED })
+        }
+        #[cfg(feature = "pipeline")]
+        ManifestCommand::Sheet { file, out, per_video } => {
+            let written = scmpl::report::manifest_sheets(&file, &out, per_video.max(1)).map_err(anyhow::Error::msg)?;
+            eprintln!("{} contact sheets in {}", written.len(), out.display());
+            Ok(exit::OK)
         }
         ManifestCommand::Stats { file } => {
             print!("{}", scmpl::manifest_ops::stats(&file).map_err(anyhow::Error::msg)?);
@@ -724,6 +757,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             None => Err(anyhow::anyhow!("split takes one faces.csv (several only with --preset paper)")),
         },
         Command::Manifest(cmd) => run_manifest(cmd),
+        #[cfg(feature = "pipeline")]
+        Command::Report { run } => {
+            let p = scmpl::report::training_curves(&run).map_err(anyhow::Error::msg)?;
+            eprintln!("training curves: {}", p.display());
+            Ok(exit::OK)
+        }
         #[cfg(feature = "train")]
         Command::Train(cmd) => run_train(cmd),
         #[cfg(all(feature = "pipeline", feature = "train"))]
@@ -746,6 +785,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
             Ok(if failed == 0 { exit::OK } else { exit::SOME_FAILED })
+        }
+        #[cfg(feature = "train")]
+        Command::Export { checkpoint, out } => {
+            for p in scmpl::train::eval::export(&checkpoint, &out)? {
+                eprintln!("written {}", p.display());
+            }
+            Ok(exit::OK)
         }
         #[cfg(feature = "train")]
         Command::Eval { checkpoint, manifest, by, protocol, device, out } => {
@@ -772,7 +818,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     println!("{:<16} paper protocol: accuracy {:.4} (100 batches of 512), hard-label AUC {}", r.domain, a, f(r.paper_hard_auc));
                 }
             }
-            eprintln!("written {}/metrics.csv and metrics.json", out.display());
+            #[cfg(feature = "pipeline")]
+            {
+                let curves: Vec<(String, Vec<(f64, f64)>)> =
+                    reports.iter().filter(|r| r.frame.auc.is_some()).map(|r| (r.domain.clone(), r.roc.clone())).collect();
+                if !curves.is_empty() {
+                    scmpl::report::roc_chart(&curves, &out.join("roc.png")).map_err(anyhow::Error::msg)?;
+                }
+            }
+            eprintln!("written {}/metrics.csv, metrics.json and roc.png", out.display());
             Ok(exit::OK)
         }
     }

@@ -203,6 +203,15 @@ fn split_never_leaks_and_validate_catches_a_leak_made_by_hand() {
     let o = run(&["manifest", "validate", s(&leak_path)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stdout).contains("leak"));
+    // Contact sheets, one per video, with the crops drawn in.
+    let sheets = d.path().join("sheets");
+    assert_eq!(run(&["manifest", "sheet", s(&ex.join("faces.csv")), "--out", s(&sheets)]).status.code(), Some(0));
+    let files = files_under(&sheets);
+    assert_eq!(files.len(), 4, "{files:?}");
+    let sheet = image::open(sheets.join("dfdc__dddddddddd.png")).unwrap().to_rgb8();
+    assert_eq!(sheet.width(), 6 * 112);
+    let colourful = sheet.pixels().filter(|p| p.0[0].abs_diff(p.0[2]) > 40).count();
+    assert!(colourful > 1000, "face crops are drawn ({colourful} coloured pixels)");
     // Stats and exports.
     let o = run(&["manifest", "stats", s(&out)]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("total:"));

@@ -172,6 +172,14 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ev.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(json["model"], "student");
     assert!(json["domains"][0]["frame"]["auc"].as_f64().is_some());
+    let roc = image::open(ev.join("roc.png")).expect("roc.png");
+    assert_eq!((roc.width(), roc.height()), (700, 560));
+    // Training curves of the MPL run.
+    let o = run(&["report", straight.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let curves = image::open(straight.join("curves.png")).expect("curves.png").to_rgb8();
+    assert_eq!(curves.dimensions(), (900, 500));
+    assert!(curves.pixels().any(|p| p.0 != [255, 255, 255]), "something is drawn");
     // One class only: AUC is said to be undefined, not 0.5.
     let one = dir.path().join("fixture/real_only.csv");
     let text = std::fs::read_to_string(&manifest).unwrap();
@@ -200,6 +208,18 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     assert!((0.0..=1.0).contains(&p));
     assert!(["real", "fake"].contains(&lines[1]["video"]["verdict"].as_str().unwrap()));
     assert_eq!(lines[2]["video"]["verdict"], "no face found");
+    // Export: torchvision-named safetensors and a TorchScript model that gives the same probability.
+    let exp = dir.path().join("export");
+    let o = run(&["export", "--checkpoint", straight.to_str().unwrap(), "--out", exp.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let enc: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(exp.join("encoder.safetensors")).unwrap().into_iter().collect();
+    assert!(enc.contains_key("conv1.weight") && enc.contains_key("layer4.1.bn2.running_var") && !enc.keys().any(|k| k.starts_with("encoder.")));
+    let cls: Vec<String> = tch::Tensor::read_safetensors(exp.join("classifier.safetensors")).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert!(cls.contains(&"fc.weight".to_string()));
+    let module = tch::CModule::load(exp.join("model.pt")).unwrap();
+    let p = module.forward_ts(&[tch::Tensor::zeros([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu))]).unwrap();
+    let p = p.double_value(&[0]);
+    assert!((0.0..=1.0).contains(&p), "{p}");
     // A teacher of another backbone is refused.
     let bad = dir.path().join("bad");
     let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", bad.to_str().unwrap(), "--mpl-steps", "1"];

@@ -90,6 +90,9 @@ pub struct DomainReport {
     /// The reference's scoring, with --protocol paper.
     pub paper_accuracy: Option<f64>,
     pub paper_hard_auc: Option<f64>,
+    /// Frame-level ROC points (fpr, tpr), for the picture.
+    #[serde(skip)]
+    pub roc: Vec<(f64, f64)>,
 }
 
 /// The reference's accuracy: the mean over 100 batches of 512 rows drawn at random.
@@ -161,6 +164,7 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<&str>, paper: bool, devi
             video_max: metrics::compute(&vl, &vmax),
             paper_accuracy: paper.then(|| paper_accuracy(&labels, &ps, 777)),
             paper_hard_auc: if paper { metrics::auc(&labels, &hard) } else { None },
+            roc: metrics::roc(&labels, &ps),
         });
     }
     std::fs::create_dir_all(out).map_err(|e| TrainError::Io { path: out.into(), source: e })?;
@@ -180,4 +184,44 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<&str>, paper: bool, devi
     let cp = out.join("metrics.csv");
     std::fs::write(&cp, csv).map_err(|e| TrainError::Io { path: cp, source: e })?;
     Ok(reports)
+}
+
+/// Exports a run's model: `encoder.safetensors` (torchvision names: load into a torchvision
+/// ResNet with `strict=False`, only `fc` missing), `head.safetensors`, `classifier.safetensors`
+/// (`fc.weight`, `fc.bias`), and `model.pt`, a traced TorchScript module mapping one image
+/// [1,3,S,S] (already scaled as the run's preset says) to its fake probability [1]. (tch's
+/// ResNet flattens with the traced batch size, so the trace is for batches of one.)
+pub fn export(run: &Path, out: &Path) -> Result<Vec<PathBuf>, TrainError> {
+    let mut det = load(run, "cpu")?;
+    // Tracing records weights as constants, which must not require gradients.
+    det._vs.0.freeze();
+    det._vs.1.freeze();
+    std::fs::create_dir_all(out).map_err(|e| TrainError::Io { path: out.into(), source: e })?;
+    let mut written = Vec::new();
+    let groups: [(&str, &nn::VarStore, &str); 3] =
+        [("encoder.safetensors", &det._vs.0, "encoder."), ("head.safetensors", &det._vs.0, "head."), ("classifier.safetensors", &det._vs.1, "")];
+    for (file, vs, prefix) in groups {
+        let named: Vec<(String, tch::Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = if prefix.is_empty() { Some(k.as_str()) } else { k.strip_prefix(prefix) };
+                let name = if prefix == "head." { name.map(|n| format!("head.{n}")) } else { name.map(str::to_string) };
+                name.map(|n| (n, v.detach().contiguous()))
+            })
+            .collect();
+        let path = out.join(file);
+        tch::Tensor::write_safetensors(&named, &path)?;
+        written.push(path);
+    }
+    let s = det.recipe.data.image_size as i64;
+    let example = tch::Tensor::zeros([1, 3, s, s], (tch::Kind::Float, tch::Device::Cpu));
+    let module = tch::CModule::create_by_tracing("scmpl_detector", "forward", &[example], &mut |xs: &[tch::Tensor]| {
+        let p = det.cls.forward(&det.net.features(&xs[0], false)).softmax(-1, tch::Kind::Float).select(1, 1);
+        vec![p]
+    })?;
+    let path = out.join("model.pt");
+    module.save(&path)?;
+    written.push(path);
+    Ok(written)
 }
