@@ -186,6 +186,9 @@ enum ManifestCommand {
         /// Crops per sheet (evenly spread over the video's faces).
         #[arg(long, default_value_t = 24)]
         per_video: usize,
+        /// A trained run: captions also show each face's fake probability.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Export to folds.csv (DFDC winners' code) or DeepfakeBench JSON.
     ///
@@ -289,8 +292,26 @@ fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
             Ok(if bad == 0 { exit::OK } else { exit::SOME_FAILED })
         }
         #[cfg(feature = "pipeline")]
-        ManifestCommand::Sheet { file, out, per_video } => {
-            let written = scmpl::report::manifest_sheets(&file, &out, per_video.max(1)).map_err(anyhow::Error::msg)?;
+        ManifestCommand::Sheet { file, out, per_video, checkpoint } => {
+            let probs = match checkpoint {
+                None => None,
+                #[cfg(feature = "train")]
+                Some(run) => {
+                    let det = scmpl::train::eval::load(&run, "cpu")?;
+                    let rows: Vec<scmpl::manifest::FaceRow> = scmpl::manifest::read_rows(&file)?;
+                    let base = file.parent().unwrap_or(std::path::Path::new("."));
+                    let samples = std::sync::Arc::new(
+                        rows.iter()
+                            .map(|r| scmpl::train::data::Sample { path: base.join(&r.path), label: 0, video_id: r.video_id.clone() })
+                            .collect::<Vec<_>>(),
+                    );
+                    let p = det.probabilities(&samples)?;
+                    Some(rows.iter().zip(p).filter_map(|(r, p)| Some((r.path.clone(), p?))).collect::<std::collections::HashMap<_, _>>())
+                }
+                #[cfg(not(feature = "train"))]
+                Some(_) => anyhow::bail!("--checkpoint needs the train feature"),
+            };
+            let written = scmpl::report::manifest_sheets(&file, &out, per_video.max(1), probs.as_ref()).map_err(anyhow::Error::msg)?;
             eprintln!("{} contact sheets in {}", written.len(), out.display());
             Ok(exit::OK)
         }

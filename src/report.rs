@@ -150,13 +150,19 @@ pub fn contact_sheet(title: &str, crops: &[(PathBuf, String)], cell: i32, cols: 
         } else {
             text(&mut img, "unreadable", cx + 5, cy + cell / 2, 0.4, Scalar::new(0.0, 0.0, 200.0, 0.0)).map_err(|e| e.to_string())?;
         }
-        text(&mut img, caption, cx + 3, cy + cell + 13, 0.38, black()).map_err(|e| e.to_string())?;
+        text(&mut img, caption, cx + 3, cy + cell + 13, 0.34, black()).map_err(|e| e.to_string())?;
     }
     Ok(img)
 }
 
-/// One contact sheet per video of a faces.csv, into `out/<dataset>__<video_id>.png`.
-pub fn manifest_sheets(faces: &Path, out: &Path, per_video: usize) -> Result<Vec<PathBuf>, String> {
+/// One contact sheet per video of a faces.csv, into `out/<dataset>__<video_id>.png`. With
+/// `fake_probability` (row path -> probability), each caption also shows the model's score.
+pub fn manifest_sheets(
+    faces: &Path,
+    out: &Path,
+    per_video: usize,
+    fake_probability: Option<&std::collections::HashMap<String, f64>>,
+) -> Result<Vec<PathBuf>, String> {
     let rows: Vec<crate::manifest::FaceRow> = crate::manifest::read_rows(faces).map_err(|e| e.to_string())?;
     let base = faces.parent().unwrap_or(Path::new("."));
     let mut by_video: std::collections::BTreeMap<(String, String), Vec<&crate::manifest::FaceRow>> = Default::default();
@@ -171,7 +177,10 @@ pub fn manifest_sheets(faces: &Path, out: &Path, per_video: usize) -> Result<Vec
             .iter()
             .step_by(step)
             .take(per_video)
-            .map(|r| (base.join(&r.path), format!("f{} #{} s{:.2}", r.frame, r.face, r.score)))
+            .map(|r| {
+                let p = fake_probability.and_then(|m| m.get(&r.path)).map(|p| format!(" p{p:.2}")).unwrap_or_default();
+                (base.join(&r.path), format!("{}.{} s{:.2}{p}", r.frame, r.face, r.score))
+            })
             .collect();
         let label = match rs[0].label {
             Some(0) => "real",

@@ -208,6 +208,11 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     assert!((0.0..=1.0).contains(&p));
     assert!(["real", "fake"].contains(&lines[1]["video"]["verdict"].as_str().unwrap()));
     assert_eq!(lines[2]["video"]["verdict"], "no face found");
+    // A contact sheet with the model's fake probabilities in the captions.
+    let sheets = dir.path().join("sheets");
+    let o = run(&["manifest", "sheet", m, "--out", sheets.to_str().unwrap(), "--per-video", "1", "--checkpoint", straight.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&sheets).unwrap().count(), 200, "one sheet per fixture image");
     // Export: torchvision-named safetensors and a TorchScript model that gives the same probability.
     let exp = dir.path().join("export");
     let o = run(&["export", "--checkpoint", straight.to_str().unwrap(), "--out", exp.to_str().unwrap()]);
