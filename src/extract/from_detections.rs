@@ -7,7 +7,7 @@
 //! from.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
@@ -15,7 +15,6 @@ use crossbeam_channel::bounded;
 use super::journal::Journal;
 use super::{commit, Pending, RunOptions, Summary, VideoCtx};
 use super::{ExtractError, ExtractSettings};
-use crate::crop;
 use crate::detect::Face;
 use crate::manifest::{self, DetectionRow, VideoRow, VideoStatus};
 use crate::scan::VideoJob;
@@ -155,17 +154,8 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path) -> (VideoCtx, Pen
         let faces = frames.get(&f.index).cloned().unwrap_or_default();
         let mut done = Vec::with_capacity(faces.len());
         for (i, face) in faces.into_iter().enumerate() {
-            let rel = super::crop_path(&job, f.index, i, settings.format.extension());
-            let written = crop::crop_and_encode(&f.full, &face, settings.crop, settings.size, settings.format)
-                .map_err(|e| format!("frame {}: cannot crop face {i}: {e}", f.index))
-                .and_then(|bytes| {
-                    let path: PathBuf = out.join(&rel);
-                    std::fs::create_dir_all(path.parent().expect("crop path has a folder"))
-                        .and_then(|_| std::fs::write(&path, bytes))
-                        .map_err(|e| format!("{}: {e}", path.display()))
-                });
-            match written {
-                Ok(()) => done.push((face, Some(rel))),
+            match super::write_crop(out, &job, f.index, i, &f.full, &face, settings) {
+                Ok(rel) => done.push((face, Some(rel))),
                 Err(e) => {
                     error.get_or_insert(e);
                 }

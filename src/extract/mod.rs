@@ -361,6 +361,26 @@ pub fn crop_path(job: &VideoJob, index: u64, face: usize, ext: &str) -> String {
     format!("faces/{}/{}/{:06}_{}.{}", job.dataset, job.video_id, index, face, ext)
 }
 
+/// Cuts, encodes and writes the crop of face `i` of frame `index`; returns its manifest path.
+pub(crate) fn write_crop(
+    dir: &Path,
+    job: &VideoJob,
+    index: u64,
+    i: usize,
+    frame: &BgrImage,
+    face: &Face,
+    settings: &ExtractSettings,
+) -> Result<String, String> {
+    let rel = crop_path(job, index, i, settings.format.extension());
+    let bytes = crop::crop_and_encode(frame, face, settings.crop, settings.size, settings.format)
+        .map_err(|e| format!("frame {index}: cannot crop or encode face {i}: {e}"))?;
+    let path = dir.join(&rel);
+    std::fs::create_dir_all(path.parent().expect("crop path has a folder"))
+        .and_then(|_| std::fs::write(&path, bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(rel)
+}
+
 fn crop_worker(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSettings, dir: &Path, write_crops: bool) {
     for msg in frames {
         let msg = match msg {
@@ -376,17 +396,8 @@ fn crop_worker(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSettin
                         done.push((face, None));
                         continue;
                     }
-                    let rel = crop_path(&video.job, index, i, settings.format.extension());
-                    let written = crop::crop_and_encode(&full, &face, settings.crop, settings.size, settings.format)
-                        .map_err(|e| format!("frame {index}: cannot crop or encode face {i}: {e}"))
-                        .and_then(|bytes| {
-                            let path = dir.join(&rel);
-                            std::fs::create_dir_all(path.parent().expect("crop path has a folder"))
-                                .and_then(|_| std::fs::write(&path, bytes))
-                                .map_err(|e| format!("{}: {e}", path.display()))
-                        });
-                    match written {
-                        Ok(()) => done.push((face, Some(rel))),
+                    match write_crop(dir, &video.job, index, i, &full, &face, settings) {
+                        Ok(rel) => done.push((face, Some(rel))),
                         Err(e) => {
                             error = Some(e);
                             break;
