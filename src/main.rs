@@ -548,6 +548,30 @@ fn report(rep: scmpl::train::teacher::TeacherReport) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// How faces are cut and stored; each overrides the same key of the config file.
+#[cfg(feature = "pipeline")]
+#[derive(Args)]
+struct CropFlags {
+    /// Crop rule: reference or margin:F.
+    #[arg(long)]
+    crop: Option<String>,
+    /// Resize crops to SIZE x SIZE (0: native size).
+    #[arg(long)]
+    size: Option<u32>,
+    /// png, jpeg or jpeg:Q.
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[cfg(feature = "pipeline")]
+impl CropFlags {
+    fn apply(&self, e: &mut scmpl::config::ExtractSection) {
+        if let Some(v) = &self.crop { e.crop = v.clone(); }
+        if let Some(v) = &self.format { e.format = v.clone(); }
+        if let Some(v) = self.size { e.size = v; }
+    }
+}
+
 /// Flags of `crop`.
 #[cfg(feature = "pipeline")]
 #[derive(Args)]
@@ -561,15 +585,8 @@ struct CropArgs {
     /// Pipeline config (TOML) overlaid on pipeline/default.toml (crop keys are used).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Crop rule: reference or margin:F.
-    #[arg(long)]
-    crop: Option<String>,
-    /// Resize crops to SIZE x SIZE (0: native size).
-    #[arg(long)]
-    size: Option<u32>,
-    /// png, jpeg or jpeg:Q.
-    #[arg(long)]
-    format: Option<String>,
+    #[command(flatten)]
+    crops: CropFlags,
     /// Videos decoded at once.
     #[arg(long)]
     workers: Option<usize>,
@@ -599,15 +616,8 @@ struct PipelineArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<String>,
-    /// Crop rule: reference or margin:F.
-    #[arg(long)]
-    crop: Option<String>,
-    /// Resize crops to SIZE x SIZE (0: native size).
-    #[arg(long)]
-    size: Option<u32>,
-    /// png, jpeg or jpeg:Q.
-    #[arg(long)]
-    format: Option<String>,
+    #[command(flatten)]
+    crops: CropFlags,
     /// all, or largest (one face per frame).
     #[arg(long)]
     faces: Option<String>,
@@ -655,13 +665,9 @@ impl PipelineArgs {
         };
         set(&mut e.sampling, &self.sampling);
         set(&mut e.device, &self.device);
-        set(&mut e.crop, &self.crop);
-        set(&mut e.format, &self.format);
         set(&mut e.faces, &self.faces);
         set(&mut e.dataset, &self.dataset);
-        if let Some(v) = self.size {
-            e.size = v;
-        }
+        self.crops.apply(e);
         if let Some(v) = self.decode_workers {
             e.decode_workers = v;
         }
@@ -689,9 +695,7 @@ fn run_crop(args: CropArgs) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     let mut config = scmpl::config::PipelineConfig::load(args.config.as_deref())?;
     let e = &mut config.extract;
-    if let Some(v) = &args.crop { e.crop = v.clone(); }
-    if let Some(v) = &args.format { e.format = v.clone(); }
-    if let Some(v) = args.size { e.size = v; }
+    args.crops.apply(e);
     if let Some(v) = args.workers { e.decode_workers = v; e.crop_workers = v; }
     config.validate()?;
     let shard = args.shard.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?;
