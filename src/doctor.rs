@@ -71,7 +71,7 @@ pub fn run() -> Report {
     #[cfg(feature = "cuda")]
     {
         use ort::ep::ExecutionProvider;
-        let cuda = runtime::init_onnxruntime(None).ok().and_then(|_| ort::ep::CUDA::default().is_available().ok());
+        let cuda = runtime::init_onnxruntime(None).ok().and_then(|_| <ort::ep::CUDA as ExecutionProvider>::is_available().ok());
         let state = if cuda == Some(true) {
             "available"
         } else {
