@@ -31,27 +31,27 @@ pub struct Sample {
 
 /// Rows of `manifest` in `split` (and in `datasets`, when not empty) that carry a label.
 pub fn load_samples(manifest: &Path, split: &str, datasets: &[String]) -> Result<Vec<Sample>, DataError> {
-    let rows: Vec<FaceRow> = manifest::read_rows(manifest)?;
-    let base = manifest.parent().unwrap_or(Path::new("."));
-    let samples: Vec<Sample> = rows
-        .into_iter()
-        .filter(|r| r.split == split && (datasets.is_empty() || datasets.contains(&r.dataset)))
-        .filter_map(|r| Some(Sample { path: base.join(&r.path), label: r.label? as i64, video_id: r.video_id }))
-        .collect();
-    if samples.is_empty() {
-        return Err(DataError::Empty { manifest: manifest.into(), split: split.into(), datasets: datasets.to_vec() });
-    }
-    Ok(samples)
+    select(manifest, split, datasets, |r| r.label.map(i64::from))
 }
 
 /// Rows of `manifest` in `split` (and `datasets`), labels ignored (MPL's unlabelled stream).
 pub fn load_unlabelled(manifest: &Path, split: &str, datasets: &[String]) -> Result<Vec<Sample>, DataError> {
+    select(manifest, split, datasets, |_| Some(-1))
+}
+
+/// The rows of `split` (and `datasets`) for which `label` gives a label; an error if none.
+fn select(
+    manifest: &Path,
+    split: &str,
+    datasets: &[String],
+    label: impl Fn(&FaceRow) -> Option<i64>,
+) -> Result<Vec<Sample>, DataError> {
     let rows: Vec<FaceRow> = manifest::read_rows(manifest)?;
     let base = manifest.parent().unwrap_or(Path::new("."));
     let samples: Vec<Sample> = rows
         .into_iter()
         .filter(|r| r.split == split && (datasets.is_empty() || datasets.contains(&r.dataset)))
-        .map(|r| Sample { path: base.join(&r.path), label: -1, video_id: r.video_id })
+        .filter_map(|r| Some(Sample { path: base.join(&r.path), label: label(&r)?, video_id: r.video_id }))
         .collect();
     if samples.is_empty() {
         return Err(DataError::Empty { manifest: manifest.into(), split: split.into(), datasets: datasets.to_vec() });
