@@ -117,6 +117,19 @@ impl PipelineConfig {
         if d.batch_size == 0 {
             return Err(value("detector.batch_size", "0", "must be at least 1".into()));
         }
+        if !(0.0..=1.0).contains(&d.frame_scale) {
+            return Err(value("detector.frame_scale", &d.frame_scale.to_string(), "must be in 0..1 (0 = fit into input_size)".into()));
+        }
+        let m = &d.mtcnn;
+        if m.min_face_size < 12.0 {
+            return Err(value("detector.mtcnn.min_face_size", &m.min_face_size.to_string(), "must be at least 12 (P-Net's window)".into()));
+        }
+        if !(m.factor > 0.0 && m.factor < 1.0) {
+            return Err(value("detector.mtcnn.factor", &m.factor.to_string(), "must be in (0, 1)".into()));
+        }
+        if m.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
+            return Err(value("detector.mtcnn.thresholds", &format!("{:?}", m.thresholds), "each must be in 0..1".into()));
+        }
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Ok(ExtractSettings {
             sampling,

@@ -624,7 +624,7 @@ struct PipelineArgs {
     /// Dataset name in the manifests (default: dfdc when a metadata.json is present, else videos).
     #[arg(long)]
     dataset: Option<String>,
-    /// Face detector: retinaface.
+    /// Face detector: retinaface | mtcnn (facenet-pytorch's cascade; see pipeline/reference.toml).
     #[arg(long)]
     detector: Option<String>,
     /// Minimum face score.

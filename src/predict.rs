@@ -15,7 +15,7 @@ use crate::image::BgrImage;
 use crate::train::augment::{resized_crop, RgbF32};
 use crate::train::eval::Detector as Classifier;
 use crate::train::teacher::to_input;
-use crate::video::{self, detector_size};
+use crate::video::{self, DetectorCopy};
 
 /// The face `rect` of a BGR frame as an RGB [0,1] image resized to `size`.
 fn face_input(frame: &BgrImage, rect: (i32, i32, i32, i32), size: usize) -> RgbF32 {
@@ -63,9 +63,9 @@ fn score_faces(frame: &BgrImage, faces: &[detect::Face], settings: &ExtractSetti
         .collect())
 }
 
-/// Downscales `img` to fit the detector square (OpenCV area resize).
-fn detector_copy(img: &BgrImage, side: u32) -> Result<(BgrImage, f32), String> {
-    let (w, h, scale) = detector_size(img.width as u32, img.height as u32, side);
+/// The detector's copy of `img` (OpenCV area resize).
+fn detector_copy(img: &BgrImage, copy: DetectorCopy) -> Result<(BgrImage, f32), String> {
+    let (w, h, scale) = copy.size(img.width as u32, img.height as u32);
     use opencv::prelude::*;
     let src = opencv::core::Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(img.height as i32, img.width as i32, &img.data).map_err(|e| e.to_string())?;
     let mut dst = opencv::core::Mat::default();
@@ -80,7 +80,7 @@ pub fn predict(input: &Path, settings: &ExtractSettings, det: &mut Box<dyn Detec
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| crate::index::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-    let side = settings.detector.input_size;
+    let copy = settings.detector.copy();
     let mut frames_out = Vec::new();
     let mut probs = Vec::new();
     let mut handle = |index: u64, pts: f64, frame: &BgrImage, small: &BgrImage, scale: f32, det: &mut Box<dyn Detector>| -> Result<(), String> {
@@ -98,13 +98,13 @@ pub fn predict(input: &Path, settings: &ExtractSettings, det: &mut Box<dyn Detec
     if is_image {
         let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
         let img = crate::crop::decode_image(&bytes).ok_or_else(|| format!("{}: not a readable image", input.display()))?;
-        let (small, scale) = detector_copy(&img, side)?;
+        let (small, scale) = detector_copy(&img, copy)?;
         handle(0, 0.0, &img, &small, scale, det)?;
     } else {
         let info = video::probe(input).map_err(|e| e.to_string())?;
         let picker = settings.sampling.pick(info.frames);
         let mut err = None;
-        video::decode(input, &info, &picker, side, 1, |f| match handle(f.index, f.pts, &f.full, &f.small, f.small_scale, det) {
+        video::decode(input, &info, &picker, copy, 1, |f| match handle(f.index, f.pts, &f.full, &f.small, f.small_scale, det) {
             Ok(()) => true,
             Err(e) => {
                 err = Some(e);

@@ -249,6 +249,27 @@ pub struct DecodeSummary {
     pub warning: Option<String>,
 }
 
+/// How the detector's copy of a frame is sized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DetectorCopy {
+    /// Scaled to fit in a square of this side.
+    Fit(u32),
+    /// Scaled by this factor (sides rounded down, as `size // 2` does).
+    Scale(f32),
+}
+
+impl DetectorCopy {
+    /// Width, height and scale of the copy of a `width`×`height` frame.
+    pub fn size(self, width: u32, height: u32) -> (u32, u32, f32) {
+        match self {
+            DetectorCopy::Fit(side) => detector_size(width, height, side),
+            DetectorCopy::Scale(k) => {
+                (((width as f64 * k as f64) as u32).max(1), ((height as f64 * k as f64) as u32).max(1), k)
+            }
+        }
+    }
+}
+
 /// Size of the detector copy: the frame scaled to fit in `max_side`² (never zero).
 pub fn detector_size(width: u32, height: u32, max_side: u32) -> (u32, u32, f32) {
     let scale = (max_side as f32 / width as f32).min(max_side as f32 / height as f32);
@@ -259,13 +280,13 @@ pub fn detector_size(width: u32, height: u32, max_side: u32) -> (u32, u32, f32) 
 
 /// Decodes `path`, calling `on_frame` for every frame `picker` wants (see [`Sampling::pick`]),
 /// in presentation order.
-/// `detector_side` is the side of the square the detector copy must fit in. `on_frame`
+/// `copy` sizes the detector's copy of each frame. `on_frame`
 /// returns false to stop early. `threads` is FFmpeg's decoding thread count (0 = auto).
 pub fn decode(
     path: &Path,
     info: &VideoInfo,
     picker: &FramePicker,
-    detector_side: u32,
+    copy: DetectorCopy,
     threads: usize,
     mut on_frame: impl FnMut(DecodedFrame) -> bool,
 ) -> Result<DecodeSummary, VideoError> {
@@ -315,7 +336,7 @@ pub fn decode(
             let rebuild = !matches!(&scalers, Some((f, w, h, ..)) if *f == fmt && *w == fw && *h == fh);
             if rebuild {
                 let (dw, dh) = if rotation % 180 == 90 { (fh, fw) } else { (fw, fh) };
-                let (sw, sh, scale) = detector_size(dw, dh, detector_side);
+                let (sw, sh, scale) = copy.size(dw, dh);
                 let (sw, sh) = if rotation % 180 == 90 { (sh, sw) } else { (sw, sh) };
                 let err = |e: ffmpeg::Error| VideoError::Codec {
                     path: path.into(),
@@ -416,5 +437,7 @@ mod tests {
         assert_eq!(detector_size(1920, 1080, 640), (640, 360, 1.0 / 3.0));
         let (w, h, _) = detector_size(331, 247, 640);
         assert_eq!((w, h), (640, 478));
+        assert_eq!(DetectorCopy::Scale(0.5).size(1921, 1080), (960, 540, 0.5));
+        assert_eq!(DetectorCopy::Fit(640).size(1920, 1080), (640, 360, 1.0 / 3.0));
     }
 }

@@ -15,7 +15,7 @@ fn ffmpeg_decodes_all_120_frames_of_carphone() {
     assert_eq!((info.width, info.height, info.frames), (176, 144, 120));
     assert_eq!(info.codec, "h264");
     let mut indices = Vec::new();
-    let summary = video::decode(&path, &info, &Sampling::All.pick(info.frames), 640, 1, |f| {
+    let summary = video::decode(&path, &info, &Sampling::All.pick(info.frames), video::DetectorCopy::Fit(640), 1, |f| {
         assert_eq!((f.full.width, f.full.height), (176, 144));
         indices.push(f.index);
         true
@@ -67,7 +67,7 @@ fn opencv_png_round_trip_is_bit_exact() {
     let path = common::media("carphone_pristine.mp4");
     let info = video::probe(&path).unwrap();
     let mut frame = None;
-    video::decode(&path, &info, &Sampling::Count(1).pick(info.frames), 640, 1, |f| {
+    video::decode(&path, &info, &Sampling::Count(1).pick(info.frames), video::DetectorCopy::Fit(640), 1, |f| {
         frame = Some(f.full);
         false
     })

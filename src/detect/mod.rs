@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::image::BgrImage;
 use crate::runtime::{Device, RuntimeError};
 
+pub mod mtcnn;
 pub mod retinaface;
 
 /// One detected face: box corners, score, and five landmarks (x, y pairs: eyes, nose, mouth corners).
@@ -78,7 +79,7 @@ pub enum DetectError {
     Model { path: PathBuf, reason: String },
     #[error("{detector}: inference failed: {reason}")]
     Inference { detector: &'static str, reason: String },
-    #[error("unknown detector '{0}': expected retinaface")]
+    #[error("unknown detector '{0}': expected retinaface or mtcnn")]
     Unknown(String),
 }
 
@@ -86,20 +87,39 @@ pub enum DetectError {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
-    /// `retinaface`.
+    /// `retinaface` | `mtcnn`.
     pub name: String,
     /// Faces scoring below this are dropped.
     pub score_threshold: f32,
     /// Overlap above which the weaker of two faces is dropped.
     pub nms_threshold: f32,
-    /// Side of the square the frames are letterboxed into.
+    /// Side of the square the frames are letterboxed into (RetinaFace), and the square the
+    /// detector's copy of a frame is fitted into when `frame_scale` is 0.
     pub input_size: u32,
+    /// > 0: the detector sees every frame scaled by this factor (the reference: 0.5, boxes
+    /// scaled back by 1 / factor); 0: frames fitted into `input_size`².
+    #[serde(default)]
+    pub frame_scale: f32,
     /// Frames per inference call.
     pub batch_size: usize,
     /// Faces narrower than this (pixels, in the full frame) are dropped.
     pub min_face_size: f32,
     /// ONNX Runtime intra-op threads on CPU (0 = ONNX Runtime's default: all cores).
     pub threads: usize,
+    /// MTCNN's own parameters (facenet-pytorch's names and defaults).
+    #[serde(default)]
+    pub mtcnn: mtcnn::MtcnnConfig,
+}
+
+impl DetectorConfig {
+    /// How the decoder sizes the detector's copy of each frame.
+    pub fn copy(&self) -> crate::video::DetectorCopy {
+        if self.frame_scale > 0.0 {
+            crate::video::DetectorCopy::Scale(self.frame_scale)
+        } else {
+            crate::video::DetectorCopy::Fit(self.input_size)
+        }
+    }
 }
 
 /// A face detector: images in, faces per image out (best first, in the image's pixels).
@@ -113,6 +133,7 @@ pub trait Detector: Send {
 pub fn build(config: &DetectorConfig, device: Device, models: &std::path::Path) -> Result<Box<dyn Detector>, DetectError> {
     match config.name.as_str() {
         "retinaface" => Ok(Box::new(retinaface::RetinaFace::new(config, device, models)?)),
+        "mtcnn" => Ok(Box::new(mtcnn::Mtcnn::new(config, device, models)?)),
         other => Err(DetectError::Unknown(other.to_string())),
     }
 }

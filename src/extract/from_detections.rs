@@ -149,7 +149,7 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path) -> (VideoCtx, Pen
     let picker = FramePicker::List(frames.keys().copied().collect());
     let mut error = None;
     let mut seen = 0u64;
-    let result = video::decode(&job.path, &info, &picker, settings.detector.input_size, 1, |f| {
+    let result = video::decode(&job.path, &info, &picker, settings.detector.copy(), 1, |f| {
         seen += 1;
         let faces = frames.get(&f.index).cloned().unwrap_or_default();
         let mut done = Vec::with_capacity(faces.len());

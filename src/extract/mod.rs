@@ -241,7 +241,7 @@ fn decode_worker(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &Extra
         let mut sent = 0u64;
         let mut closed = false;
         let picker = settings.sampling.pick(info.frames);
-        let result = video::decode(&video.job.path, &info, &picker, settings.detector.input_size, 1, |f| {
+        let result = video::decode(&video.job.path, &info, &picker, settings.detector.copy(), 1, |f| {
             let msg = Msg::Frame {
                 video: video.clone(),
                 index: f.index,

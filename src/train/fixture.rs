@@ -1,8 +1,9 @@
 //! A small training set made from real faces, for tests and the demo: the 100 real 25×25
 //! face crops of scikit-image's `lfw_subset.npy` (and optionally the crops of a `faces.csv`,
 //! e.g. from `scmpl extract` on the bundled videos), each paired with a manipulated copy:
-//! the central face region replaced by another identity's, blended with a soft seam and
-//! re-compressed (JPEG) inside the face region (the traces face swaps leave). A face and its manipulation share `original`,
+//! every real face carries camera grain; in its manipulated copy the central face region is
+//! replaced by another identity's face, smoother and without the grain, blended over a soft seam
+//! and re-compressed (JPEG) inside the face region (the traces face swaps leave). A face and its manipulation share `original`,
 //! so a split by original never separates them.
 
 use std::path::{Path, PathBuf};
@@ -71,8 +72,24 @@ fn recompress(img: &RgbF32, quality: u8) -> RgbF32 {
     }
 }
 
-/// `target` with the central ellipse of `source` blended in, softened and re-compressed
-/// inside the face region: the traces a face swap leaves.
+/// `img` with camera grain: zero-mean Gaussian luminance noise of standard deviation `sigma`.
+pub fn add_grain(img: &RgbF32, sigma: f32, rng: &mut SampleRng) -> RgbF32 {
+    let mut out = img.clone();
+    for px in out.data.chunks_mut(3) {
+        // Box-Muller.
+        let (u1, u2) = (rng.uniform().max(1e-12), rng.uniform());
+        let n = ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32 * sigma;
+        for v in px {
+            *v = (*v + n).clamp(0.0, 1.0);
+        }
+    }
+    out
+}
+
+/// `target` (a real frame, with its camera grain) with the central ellipse replaced by
+/// `source`'s face, blended over a soft seam: the swapped face was rendered and warped in, so it
+/// is smoother than the frame around it and lacks the frame's sensor noise (the inconsistency
+/// face-swap detectors pick up), slightly off in tone, and re-compressed inside the face region.
 pub fn manipulate(target: &RgbF32, source: &RgbF32, rng: &mut SampleRng) -> RgbF32 {
     let (w, h) = (target.width, target.height);
     let swapped = blur(source, 1);
@@ -94,14 +111,17 @@ pub fn manipulate(target: &RgbF32, source: &RgbF32, rng: &mut SampleRng) -> RgbF
         }
     }
     // The swapped face went through another encoder: re-compressed inside the mask only.
-    let recompressed = recompress(&blended, rng.int(10, 25) as u8);
+    let recompressed = recompress(&blended, rng.int(30, 60) as u8);
     let mut out = blended;
     for (i, v) in out.data.iter_mut().enumerate() {
-        let a = mask[i / 3].min(1.0).ceil();
+        let a = mask[i / 3];
         *v = (1.0 - a) * *v + a * recompressed.data[i];
     }
     out
 }
+
+/// Standard deviation of the camera grain every real frame carries (in [0, 1] units).
+const GRAIN: f32 = 0.04;
 
 fn save_png(img: &RgbF32, path: &Path) -> Result<(), String> {
     let rgb: Vec<u8> = img.data.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
@@ -136,14 +156,15 @@ pub fn build(lfw: &Path, extra: Option<&Path>, out: &Path, size: usize, seed: u6
     for (i, (id, img)) in reals.iter().enumerate() {
         let mut rng = SampleRng::new(seed, 0, i as u64, 9);
         let j = (i + 1 + rng.int(0, n - 2)) % n;
-        let fake = manipulate(img, &reals[j].1, &mut rng);
+        let real = add_grain(img, GRAIN, &mut rng);
+        let fake = manipulate(&real, &reals[j].1, &mut rng);
         // 1 in 5 originals held out for testing, 2 in 5 labelled, 2 in 5 unlabelled (for MPL).
         let split = match crate::scan::stable_hash(id) % 5 {
             0 => "test",
             1 | 2 => "train",
             _ => "unlabelled",
         };
-        for (label, dir, picture) in [(0u8, "real", img), (1u8, "fake", &fake)] {
+        for (label, dir, picture) in [(0u8, "real", &real), (1u8, "fake", &fake)] {
             let rel = format!("{dir}/{id}.png");
             save_png(picture, &out.join(&rel))?;
             rows.push(FaceRow {
