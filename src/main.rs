@@ -427,7 +427,7 @@ struct TeacherArgs {
     /// Run folder (run.out).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// resnet18, resnet34, resnet50 (model.backbone).
+    /// resnet18, resnet34, resnet50, efficientnet_b0 (model.backbone).
     #[arg(long)]
     backbone: Option<String>,
     /// Torchvision-named encoder weights, safetensors (model.init).

@@ -66,24 +66,40 @@ fn an_interrupted_and_resumed_run_gives_the_same_losses() {
     assert!(stderr(&o).contains("another recipe"), "{}", stderr(&o));
 }
 
-/// Not yet passing: from random init, SupCon on this fixture collapses to uniform similarities
-/// within the CPU step budget (loss stays at (τ/τ_base)·log(2B-1)), so the linear stage sits
-/// near chance (0.47-0.55 measured). Kept, ignored, as the target the trainer must reach.
+fn accuracy(run: &Path) -> (f64, u64) {
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    (eval["accuracy"].as_f64().unwrap(), eval["images"].as_u64().unwrap())
+}
+
+/// From random init, resnet18 at 64 px on CPU: the SupCon teacher separates the fixture's
+/// manipulated faces from the real ones on the held-out split (measured 1.00 on 38 images in
+/// about a minute), and the SupCon-MPL student, trained only on the teacher's pseudo labels
+/// of the unlabelled split plus its own classifier, is clearly above chance after 30 MPL steps
+/// (measured 0.74-0.79; chance would reach 0.65 on 38 images with probability ~3 %).
 #[test]
-#[ignore = "SupCon collapses on the fixture from random init; see the test's doc"]
-fn teacher_learns_to_tell_manipulated_faces_from_real_ones() {
+fn the_teacher_learns_the_fixture_and_the_supcon_mpl_student_beats_chance() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = fixture(dir.path());
-    let out = dir.path().join("run");
-    let o = run(&[
-        "train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--backbone", "resnet18", "--steps", "40", "--batch", "64", "--lr", "1e-3", "--no-progress",
-    ]);
+    let m = manifest.to_str().unwrap();
+    let common = ["--manifest", m, "--backbone", "resnet18", "--batch", "32", "--lr", "1e-3", "--no-progress"];
+    let teacher = dir.path().join("teacher");
+    let mut a = vec!["train", "teacher", "--out", teacher.to_str().unwrap(), "--steps", "30"];
+    a.extend(common);
+    let o = run(&a);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
-    let acc = eval["accuracy"].as_f64().unwrap();
-    assert!(eval["images"].as_u64().unwrap() >= 30);
-    assert!(acc >= 0.75, "held-out accuracy {acc}");
+    let (acc, images) = accuracy(&teacher);
+    assert!(images >= 30, "{images} held-out images");
+    eprintln!("teacher held-out accuracy {acc} on {images} images");
+    assert!(acc >= 0.85, "teacher held-out accuracy {acc}");
+    let student = dir.path().join("mpl");
+    let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", student.to_str().unwrap()];
+    a.extend(["--mpl-steps", "30", "--mpl-batch", "32,64"]);
+    a.extend(common);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (acc, _) = accuracy(&student);
+    eprintln!("SupCon-MPL student held-out accuracy {acc}");
+    assert!(acc >= 0.65, "SupCon-MPL student held-out accuracy {acc}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Models: a backbone encoder (torchvision ResNets, torchvision parameter names), the SupCon
+//! Models: a backbone encoder (torchvision ResNets and EfficientNet-B0, torchvision parameter
+//! names), the SupCon
 //! projection head, and the linear classifier.
 //!
 //! Parameter names read like the reference's PyTorch modules: `encoder.conv1.weight`,
@@ -17,6 +18,8 @@ pub enum Backbone {
     Resnet18,
     Resnet34,
     Resnet50,
+    #[serde(rename = "efficientnet_b0")]
+    EfficientnetB0,
 }
 
 impl FromStr for Backbone {
@@ -26,7 +29,8 @@ impl FromStr for Backbone {
             "resnet18" => Ok(Backbone::Resnet18),
             "resnet34" => Ok(Backbone::Resnet34),
             "resnet50" => Ok(Backbone::Resnet50),
-            _ => Err(format!("unknown backbone '{s}': expected resnet18, resnet34 or resnet50")),
+            "efficientnet_b0" => Ok(Backbone::EfficientnetB0),
+            _ => Err(format!("unknown backbone '{s}': expected resnet18, resnet34, resnet50 or efficientnet_b0")),
         }
     }
 }
@@ -37,6 +41,7 @@ impl Backbone {
         match self {
             Backbone::Resnet18 | Backbone::Resnet34 => 512,
             Backbone::Resnet50 => 2048,
+            Backbone::EfficientnetB0 => super::efficientnet::FEATURES,
         }
     }
 
@@ -46,6 +51,7 @@ impl Backbone {
             Backbone::Resnet18 => Box::new(tch::vision::resnet::resnet18_no_final_layer(p)),
             Backbone::Resnet34 => Box::new(tch::vision::resnet::resnet34_no_final_layer(p)),
             Backbone::Resnet50 => Box::new(tch::vision::resnet::resnet50_no_final_layer(p)),
+            Backbone::EfficientnetB0 => Box::new(super::efficientnet::EfficientNetB0::new(p)),
         }
     }
 }
@@ -158,6 +164,30 @@ mod tests {
         assert_eq!(z.size(), [2, 128]);
         let norms = z.norm_scalaropt_dim(2.0, [1], false);
         assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn efficientnet_b0_has_torchvision_names_and_shapes() {
+        // `torchvision.models.efficientnet_b0().state_dict()` without the classifier and
+        // BatchNorm's num_batches_tracked (written by the reference venv).
+        let golden: Vec<(String, Vec<i64>)> = include_str!("../../tests/golden/efficientnet_b0_names.txt")
+            .lines()
+            .filter(|l| !l.contains("num_batches_tracked"))
+            .map(|l| {
+                let (name, shape) = l.split_once(' ').unwrap();
+                (format!("encoder.{name}"), shape.split('x').map(|d| d.parse().unwrap()).collect())
+            })
+            .collect();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SupConNet::new(&vs.root(), Backbone::EfficientnetB0, 128);
+        let vars = vs.variables();
+        let ours: std::collections::BTreeMap<String, Vec<i64>> =
+            vars.iter().filter(|(n, _)| n.starts_with("encoder.")).map(|(n, t)| (n.clone(), t.size())).collect();
+        assert_eq!(ours, golden.into_iter().collect(), "encoder variables vs torchvision");
+        let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let f = net.features(&x, true);
+        assert_eq!(f.size(), [2, 1280]);
+        assert_eq!(net.project(&f).size(), [2, 128]);
     }
 
     #[test]
