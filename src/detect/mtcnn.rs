@@ -29,8 +29,9 @@ pub struct MtcnnConfig {
     pub min_face_size: f32,
     /// Score thresholds of P-Net, R-Net and O-Net.
     pub thresholds: [f32; 3],
-    /// Scale step between pyramid levels.
-    pub factor: f32,
+    /// Scale step between pyramid levels (f64 like Python's float: the level sizes must
+    /// round exactly as facenet-pytorch's do).
+    pub factor: f64,
 }
 
 impl Default for MtcnnConfig {
@@ -170,8 +171,8 @@ pub fn pyramid(width: usize, height: usize, config: &MtcnnConfig) -> Vec<f64> {
     let mut scales = Vec::new();
     while minl >= 12.0 {
         scales.push(scale);
-        scale *= config.factor as f64;
-        minl *= config.factor as f64;
+        scale *= config.factor;
+        minl *= config.factor;
     }
     scales
 }
