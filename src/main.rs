@@ -593,6 +593,9 @@ struct CropArgs {
     /// Process only shard K of N.
     #[arg(long)]
     shard: Option<String>,
+    /// Re-run the videos an earlier run into --out failed on (their rows are replaced).
+    #[arg(long)]
+    retry_failed: bool,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -648,6 +651,9 @@ struct PipelineArgs {
     /// Folder with the detector model files (default: models/).
     #[arg(long)]
     models: Option<PathBuf>,
+    /// Re-run the videos an earlier run into --out failed on (their rows are replaced).
+    #[arg(long)]
+    retry_failed: bool,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -706,6 +712,7 @@ fn run_crop(args: CropArgs) -> anyhow::Result<i32> {
         stages: scmpl::extract::Stages::Extract,
         models: scmpl::runtime::models_dir(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
+        retry_failed: args.retry_failed,
     };
     let s = scmpl::extract::from_detections::run(&args.detections, &opts)
         .with_context(|| format!("scmpl cannot crop into {}", args.out.display()))?;
@@ -724,6 +731,7 @@ fn run_pipeline(args: PipelineArgs, stages: scmpl::extract::Stages) -> anyhow::R
         stages,
         models: args.models.clone().unwrap_or_else(scmpl::runtime::models_dir),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
+        retry_failed: args.retry_failed,
     };
     let s = scmpl::extract::run(&args.videos, &opts).with_context(|| format!("scmpl cannot run into {}", args.out.display()))?;
     Ok(print_summary(&s, &args.out))

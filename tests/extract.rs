@@ -129,6 +129,54 @@ fn broken_inputs_become_failed_rows_and_exit_code_2() {
     assert_eq!(records(&out.path().join("faces.csv")).len(), 32);
 }
 
+/// A video that failed (here: a garbage file, then replaced by a real clip, as after a flaky
+/// copy) is skipped by a plain rerun and done again with --retry-failed: its failed row is
+/// replaced, nothing else is touched or duplicated. A second run into a folder in use is refused.
+#[test]
+fn retry_failed_redoes_only_the_failed_videos_and_a_busy_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let videos = dir.path().join("videos");
+    std::fs::create_dir_all(&videos).unwrap();
+    std::fs::copy(generated("broken/garbage.mp4"), videos.join("clip.mp4")).unwrap();
+    std::fs::copy(media("carphone_pristine.mp4"), videos.join("carphone.mp4")).unwrap();
+    let out = dir.path().join("out");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["extract", videos.to_str().unwrap(), "--out", out.to_str().unwrap(), "--sampling", "count:4"];
+        a.extend(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let o = common::scmpl().args(args(&[])).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let faces_before = std::fs::read(out.join("faces.csv")).unwrap();
+    std::fs::copy(media("carphone_distorted.mp4"), videos.join("clip.mp4")).unwrap();
+    // Without the flag the failed video counts as done.
+    let o = common::scmpl().args(args(&[])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(out.join("faces.csv")).unwrap(), faces_before);
+    // While another process holds the folder, a run is refused before touching anything.
+    let lock = std::fs::OpenOptions::new().write(true).open(out.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    let o = common::scmpl().args(args(&["--retry-failed"])).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by another scmpl run"), "{}", stderr(&o));
+    drop(lock);
+    let o = common::scmpl().args(args(&["--retry-failed"])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = out.join("videos.csv");
+    let h = headers(&v);
+    let rows = records(&v);
+    let status: Vec<(String, String)> = rows.iter().map(|r| (col(r, &h, "video_id").into(), col(r, &h, "status").into())).collect();
+    assert_eq!(status, vec![("carphone".into(), "ok".into()), ("clip".into(), "ok".into())]);
+    let faces = records(&out.join("faces.csv"));
+    assert_eq!(faces.len(), 8, "4 faces of each clip, none twice");
+    assert!(faces.iter().all(|r| out.join(&r[0]).is_file()));
+    assert!(std::fs::read(out.join("faces.csv")).unwrap().starts_with(&faces_before));
+    // The journal agrees: a plain rerun has nothing left to do and changes nothing.
+    let o = common::scmpl().args(args(&[])).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(records(&out.join("faces.csv")).len(), 8);
+}
+
 #[test]
 fn bad_metadata_and_unlisted_videos_are_warnings_not_crashes() {
     let dir = tempfile::tempdir().unwrap();

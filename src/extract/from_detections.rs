@@ -47,8 +47,9 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
         return Err(input_err(out, "--out must differ from the folder of the detections (its manifests would be overwritten)".into()));
     }
     std::fs::create_dir_all(out).map_err(|e| input_err(out, e.to_string()))?;
+    let _lock = super::journal::lock(out)?;
     super::check_settings(out, &opts.config)?;
-    let mut journal = Journal::recover(out, true)?;
+    let mut journal = Journal::recover(out, true, opts.retry_failed)?;
     super::write_config(out, &opts.config)?;
 
     let mut by_video: HashMap<String, BTreeMap<u64, Vec<(u32, Face)>>> = HashMap::new();

@@ -5,6 +5,11 @@
 //! and syncing it. On start, [`Journal::recover`] keeps the complete lines, cuts each manifest
 //! back to the lengths of the last one (dropping rows of a commit that was cut short) and
 //! deletes crop folders of videos that were never committed (their crops are redone).
+//!
+//! `--retry-failed` forgets the failed videos (their only trace is one `videos.csv` row each)
+//! so the run does them again: the new `videos.csv` and journal are written under `retry/`,
+//! a `retry/ready` marker is synced, and only then are both renamed into place; a crash in
+//! between is finished by the next start. [`lock`] keeps a second run out of a folder in use.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -23,6 +28,131 @@ pub struct JournalError {
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
     move |source| JournalError { path: path.to_path_buf(), source }
+}
+
+/// An output folder held by this run (`DIR/.lock`, an OS file lock released on exit).
+pub struct OutputLock {
+    _file: std::fs::File,
+}
+
+/// Takes the output folder `dir` for this process, or says it is in use.
+pub fn lock(dir: &Path) -> Result<OutputLock, JournalError> {
+    let path = dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io(&path))?;
+            writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
+            Ok(OutputLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(JournalError {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "in use by another scmpl run (pid {}); wait for it or use another --out",
+                    pid.trim()
+                )),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
+}
+
+/// One complete journal line.
+struct Entry {
+    video_id: String,
+    ok: bool,
+    lengths: [u64; 3],
+}
+
+/// The complete lines of the journal at `path` and their byte length.
+fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64), JournalError> {
+    let mut entries = Vec::new();
+    let mut good_len = 0u64;
+    if let Ok(f) = std::fs::File::open(path) {
+        let mut reader = std::io::BufReader::new(f);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).map_err(io(path))?;
+            if n == 0 || !line.ends_with('\n') {
+                break; // end, or a line cut short by a crash
+            }
+            let cols: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+            let parsed: Option<[u64; 3]> = (cols.len() == 5)
+                .then(|| Some([cols[2].parse().ok()?, cols[3].parse().ok()?, cols[4].parse().ok()?]))
+                .flatten();
+            let Some(lengths) = parsed else { break };
+            entries.push(Entry { video_id: cols[0].to_string(), ok: cols[1] == "ok", lengths });
+            good_len += n as u64;
+        }
+    }
+    Ok((entries, good_len))
+}
+
+fn entry_line(e: &Entry) -> String {
+    let [v, d, f] = e.lengths;
+    format!("{}\t{}\t{v}\t{d}\t{f}\n", e.video_id, if e.ok { "ok" } else { "failed" })
+}
+
+/// Moves a prepared retry (`retry/` with its `ready` marker) into place; no-op without one.
+fn finish_retry(dir: &Path) -> Result<(), JournalError> {
+    let staging = dir.join("retry");
+    if !staging.join("ready").exists() {
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io(&staging))?; // never got ready: drop it
+        }
+        return Ok(());
+    }
+    for name in [manifest::VIDEOS, JOURNAL] {
+        let from = staging.join(name);
+        if from.exists() {
+            std::fs::rename(&from, dir.join(name)).map_err(io(&from))?;
+        }
+    }
+    std::fs::remove_dir_all(&staging).map_err(io(&staging))
+}
+
+/// Writes `retry/` without the failed videos' videos.csv rows and journal lines, marks it
+/// ready, and moves it into place. Returns how many videos will be retried.
+fn forget_failed(dir: &Path, entries: &[Entry]) -> Result<usize, JournalError> {
+    let failed = entries.iter().filter(|e| !e.ok).count();
+    if failed == 0 {
+        return Ok(0);
+    }
+    let videos_path = dir.join(manifest::VIDEOS);
+    let videos = std::fs::read(&videos_path).map_err(io(&videos_path))?;
+    let header = manifest::header::<VideoRow>().len() as u64;
+    let corrupt = |why: String| JournalError { path: videos_path.clone(), source: std::io::Error::other(why) };
+    if (videos.len() as u64) < header {
+        return Err(corrupt("shorter than its header, though the journal lists videos".into()));
+    }
+    let mut new_videos = videos[..header as usize].to_vec();
+    let mut journal = String::new();
+    let mut start = header;
+    for e in entries {
+        let end = e.lengths[0];
+        if end < start || end as usize > videos.len() {
+            return Err(corrupt(format!("journal entry of {} does not match the file", e.video_id)));
+        }
+        if e.ok {
+            new_videos.extend_from_slice(&videos[start as usize..end as usize]);
+            let kept = Entry { video_id: e.video_id.clone(), ok: true, lengths: [new_videos.len() as u64, e.lengths[1], e.lengths[2]] };
+            journal.push_str(&entry_line(&kept));
+        }
+        start = end;
+    }
+    let staging = dir.join("retry");
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    for (name, bytes) in [(manifest::VIDEOS, new_videos.as_slice()), (JOURNAL, journal.as_bytes()), ("ready", b"".as_slice())] {
+        let p = staging.join(name);
+        let mut f = std::fs::File::create(&p).map_err(io(&p))?;
+        f.write_all(bytes).map_err(io(&p))?;
+        f.sync_all().map_err(io(&p))?;
+    }
+    finish_retry(dir)?;
+    Ok(failed)
 }
 
 /// Writes committed videos; knows which are done.
@@ -52,30 +182,23 @@ fn truncate_to(path: &Path, len: u64) -> Result<(), JournalError> {
 impl Journal {
     /// Opens the journal of output folder `dir`, repairing what a crash left behind.
     /// `with_faces`: whether this stage writes crops and `faces.csv`.
-    pub fn recover(dir: &Path, with_faces: bool) -> Result<Journal, JournalError> {
+    /// `retry_failed`: forget the videos that failed so that this run does them again.
+    pub fn recover(dir: &Path, with_faces: bool, retry_failed: bool) -> Result<Journal, JournalError> {
         let path = dir.join(JOURNAL);
-        let mut finished = HashSet::new();
-        let mut lengths = [0u64; 3];
-        let mut good_len = 0u64;
-        if let Ok(f) = std::fs::File::open(&path) {
-            let mut reader = std::io::BufReader::new(f);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line).map_err(io(&path))?;
-                if n == 0 || !line.ends_with('\n') {
-                    break; // end, or a line cut short by a crash
-                }
-                let cols: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
-                let parsed: Option<[u64; 3]> = (cols.len() == 5)
-                    .then(|| Some([cols[2].parse().ok()?, cols[3].parse().ok()?, cols[4].parse().ok()?]))
-                    .flatten();
-                let Some(l) = parsed else { break };
-                lengths = l;
-                finished.insert(cols[0].to_string());
-                good_len += n as u64;
+        finish_retry(dir)?;
+        let (mut entries, mut good_len) = read_entries(&path)?;
+        if retry_failed {
+            // Cut a commit left half-done first, so the rows line up with the journal.
+            truncate_to(&path, good_len)?;
+            if let Some(last) = entries.last() {
+                truncate_to(&dir.join(manifest::VIDEOS), last.lengths[0])?;
+            }
+            if forget_failed(dir, &entries)? > 0 {
+                (entries, good_len) = read_entries(&path)?;
             }
         }
+        let lengths = entries.last().map(|e| e.lengths).unwrap_or([0; 3]);
+        let finished: HashSet<String> = entries.into_iter().map(|e| e.video_id).collect();
         truncate_to(&path, good_len)?;
         let names = [manifest::VIDEOS, manifest::DETECTIONS, manifest::FACES];
         for (name, len) in names.iter().zip(lengths) {
@@ -166,7 +289,7 @@ mod tests {
     fn a_commit_cut_short_is_rolled_back_and_its_crops_removed() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let mut j = Journal::recover(d, true).unwrap();
+        let mut j = Journal::recover(d, true, false).unwrap();
         let face = FaceRow { path: "faces/x/a/0_0.png".into(), video_id: "a".into(), ..Default::default() };
         j.commit(&video("a"), &[], &[face.clone()]).unwrap();
         drop(j);
@@ -178,7 +301,7 @@ mod tests {
         std::fs::write(d.join("faces/x/b/0_0.png"), b"png").unwrap();
         std::fs::OpenOptions::new().append(true).open(d.join(JOURNAL)).unwrap().write_all(b"b\tok\t12").unwrap();
 
-        let j = Journal::recover(d, true).unwrap();
+        let j = Journal::recover(d, true, false).unwrap();
         assert!(j.is_finished("a"));
         assert!(!j.is_finished("b"));
         assert_eq!(std::fs::read(d.join(manifest::FACES)).unwrap(), committed);
@@ -188,5 +311,66 @@ mod tests {
         assert_eq!(rows, vec![face]);
         let text = std::fs::read_to_string(d.join(JOURNAL)).unwrap();
         assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn retry_failed_drops_failed_rows_and_keeps_lengths_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut j = Journal::recover(d, true, false).unwrap();
+        let failed = VideoRow { status: manifest::VideoStatus::Failed, error: "x.mp4: garbage".into(), ..video("b") };
+        let face = |v: &str| FaceRow { path: format!("faces/x/{v}/0_0.png"), video_id: v.into(), ..Default::default() };
+        j.commit(&video("a"), &[], &[face("a")]).unwrap();
+        j.commit(&failed, &[], &[]).unwrap();
+        j.commit(&video("c"), &[], &[face("c")]).unwrap();
+        drop(j);
+        // A plain restart keeps the failed video as done.
+        assert!(Journal::recover(d, true, false).unwrap().is_finished("b"));
+        let mut j = Journal::recover(d, true, true).unwrap();
+        assert!(!j.is_finished("b") && j.is_finished("a") && j.is_finished("c"));
+        j.commit(&video("b"), &[], &[face("b")]).unwrap();
+        drop(j);
+        let j = Journal::recover(d, true, false).unwrap();
+        assert_eq!(j.finished_count(), 3);
+        let ids = |rows: Vec<VideoRow>| rows.into_iter().map(|r| (r.video_id, r.status)).collect::<Vec<_>>();
+        let ok = manifest::VideoStatus::Ok;
+        assert_eq!(ids(manifest::read_rows(&d.join(manifest::VIDEOS)).unwrap()), vec![("a".into(), ok), ("c".into(), ok), ("b".into(), ok)]);
+        let faces: Vec<FaceRow> = manifest::read_rows(&d.join(manifest::FACES)).unwrap();
+        assert_eq!(faces, vec![face("a"), face("c"), face("b")]);
+        assert!(!d.join("retry").exists());
+    }
+
+    #[test]
+    fn a_retry_interrupted_after_its_marker_is_finished_by_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut j = Journal::recover(d, true, false).unwrap();
+        j.commit(&VideoRow { status: manifest::VideoStatus::Failed, ..video("a") }, &[], &[]).unwrap();
+        j.commit(&video("b"), &[], &[]).unwrap();
+        drop(j);
+        // The state a crash right after forget_failed's `ready` leaves: staged, not moved.
+        let staged_videos = [manifest::header::<VideoRow>(), manifest::rows_to_csv(&[video("b")])].concat();
+        std::fs::create_dir_all(d.join("retry")).unwrap();
+        std::fs::write(d.join("retry").join(manifest::VIDEOS), &staged_videos).unwrap();
+        std::fs::write(d.join("retry").join(JOURNAL), format!("b\tok\t{}\t0\t0\n", staged_videos.len())).unwrap();
+        std::fs::write(d.join("retry/ready"), b"").unwrap();
+        let j = Journal::recover(d, true, false).unwrap();
+        assert!(!j.is_finished("a") && j.is_finished("b"));
+        assert_eq!(std::fs::read(d.join(manifest::VIDEOS)).unwrap(), staged_videos);
+        // A staging folder without its marker is dropped: the old files stand.
+        std::fs::create_dir_all(d.join("retry")).unwrap();
+        std::fs::write(d.join("retry").join(JOURNAL), b"junk").unwrap();
+        let j = Journal::recover(d, true, false).unwrap();
+        assert!(j.is_finished("b") && !d.join("retry").exists());
+    }
+
+    #[test]
+    fn a_folder_is_locked_by_one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap();
+        let err = lock(dir.path()).err().expect("second lock refused").to_string();
+        assert!(err.contains("in use by another scmpl run") && err.contains(&std::process::id().to_string()), "{err}");
+        drop(held);
+        assert!(lock(dir.path()).is_ok());
     }
 }

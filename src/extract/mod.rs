@@ -61,6 +61,8 @@ pub struct RunOptions {
     /// Folder with the detector files.
     pub models: PathBuf,
     pub progress: bool,
+    /// Do the videos a previous run into `out` failed on again.
+    pub retry_failed: bool,
 }
 
 /// What a run did.
@@ -125,11 +127,12 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     let settings = opts.config.validate()?;
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| ExtractError::Output { path: out.clone(), reason: e.to_string() })?;
+    let _lock = journal::lock(out)?;
     check_settings(out, &opts.config)?;
 
     // Fail before touching anything when the detector cannot start (missing model, no CUDA).
     let detector = detect::build(&settings.detector, settings.device, &opts.models)?;
-    let mut journal = Journal::recover(out, opts.stages == Stages::Extract)?;
+    let mut journal = Journal::recover(out, opts.stages == Stages::Extract, opts.retry_failed)?;
     write_config(out, &opts.config)?;
 
     let found = scan::scan(inputs, settings.dataset.as_deref());
