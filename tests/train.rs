@@ -256,5 +256,11 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
         let o = run(&a);
         assert_eq!(o.status.code(), Some(0), "{kind}: {}", stderr(&o));
         assert!(out.join("eval.json").exists());
+        // A baseline run is a checkpoint like any other: eval re-scores it the same way.
+        let ev = dir.path().join(format!("eval_{kind}"));
+        let o = run(&["eval", "--checkpoint", out.to_str().unwrap(), "--manifest", m, "--out", ev.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {}", stderr(&o));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ev.join("metrics.json")).unwrap()).unwrap();
+        assert_eq!(json["model"], if kind == "ce" { "teacher" } else { "student" });
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tch::{nn, Tensor};
 
+use super::checkpoint;
 use super::config::Recipe;
 use super::data::{self, Loader, LoaderSpec, Plan};
 use super::loss;
@@ -26,24 +27,44 @@ fn backbone(recipe: &Recipe) -> Result<Backbone, TrainError> {
         .map_err(|r| ConfigError::Value { key: "model.backbone", value: recipe.model.backbone.clone(), reason: r })?)
 }
 
-/// An encoder + classifier trained together.
+/// An encoder + classifier trained together. Two VarStores (and Adams: Adam is per
+/// parameter, so this is one optimizer over both) named like the teacher's, so the run's
+/// checkpoint loads in `scmpl eval`, `predict` and `export`.
 struct Net {
-    _vs: nn::VarStore,
+    vs_net: nn::VarStore,
+    vs_cls: nn::VarStore,
     enc: SupConNet,
     cls: Classifier,
-    opt: Adam,
+    opt_net: Adam,
+    opt_cls: Adam,
 }
 
 impl Net {
     fn new(bb: Backbone, recipe: &Recipe, lr: f64, device: tch::Device) -> Net {
-        let vs = nn::VarStore::new(device);
-        let enc = SupConNet::new(&(vs.root() / "net"), bb, recipe.model.feat_dim);
-        let cls = Classifier::new(&(vs.root() / "cls"), bb.feature_dim(), 2);
-        let opt = Adam::new(&vs, lr);
-        Net { _vs: vs, enc, cls, opt }
+        let (vs_net, vs_cls) = (nn::VarStore::new(device), nn::VarStore::new(device));
+        let enc = SupConNet::new(&vs_net.root(), bb, recipe.model.feat_dim);
+        let cls = Classifier::new(&vs_cls.root(), bb.feature_dim(), 2);
+        let (opt_net, opt_cls) = (Adam::new(&vs_net, lr), Adam::new(&vs_cls, lr));
+        Net { vs_net, vs_cls, enc, cls, opt_net, opt_cls }
     }
     fn logits(&self, x: &Tensor, train: bool) -> Tensor {
         self.cls.forward(&self.enc.features(x, train))
+    }
+    fn backward_step(&mut self, loss: &Tensor) {
+        self.opt_net.zero_grad();
+        self.opt_cls.zero_grad();
+        loss.backward();
+        self.opt_net.step();
+        self.opt_cls.step();
+    }
+    /// The final checkpoint, as `(net, classifier)` files `scmpl eval` finds.
+    fn save(&self, out: &std::path::Path, step: usize, recipe: &Recipe, files: (&str, &str)) -> Result<(), TrainError> {
+        let ck = checkpoint::Checkpoint { dir: Default::default(), step, recipe_fingerprint: teacher::fingerprint(recipe) };
+        checkpoint::write(out, &ck, |dir| {
+            checkpoint::save_weights(&self.vs_net, &dir.join(files.0))?;
+            checkpoint::save_weights(&self.vs_cls, &dir.join(files.1))
+        })?;
+        Ok(())
     }
 }
 
@@ -79,11 +100,12 @@ pub fn run(kind: &str, recipe: &Recipe, progress: bool) -> Result<TeacherReport,
                 let (x, y) = (to_input(&b, device, preset), Tensor::from_slice(&b.labels).to_device(device));
                 let logits = net.logits(&x, true);
                 let l = loss::cross_entropy(&logits, &y)?;
-                net.opt.backward_step(&l);
+                net.backward_step(&l);
                 writeln!(metrics, "{},{:.9},{:.6}", b.step + 1, l.double_value(&[]), loss::accuracy(&logits, &y))
                     .map_err(teacher::io_err(&metrics_path))?;
                 bar.inc(1);
             }
+            net.save(&out, steps, recipe, ("teacher.safetensors", "teacher_classifier.safetensors"))?;
             net
         }
         "mpl" => {
@@ -104,14 +126,15 @@ pub fn run(kind: &str, recipe: &Recipe, progress: bool) -> Result<TeacherReport,
                 let s_old = tch::no_grad(|| loss::cross_entropy(&s.logits(&a, false), &y))?.double_value(&[]);
                 let pseudo = t_uw.detach().argmax(-1, false);
                 let s_loss = loss::cross_entropy(&s.logits(&us, true), &pseudo)?;
-                s.opt.backward_step(&s_loss);
+                s.backward_step(&s_loss);
                 let s_new = tch::no_grad(|| loss::cross_entropy(&s.logits(&a, false), &y))?.double_value(&[]);
                 let t_loss = loss::mpl_teacher_loss(&t_l, &y, &t_us, s_new - s_old)?;
-                t.opt.backward_step(&t_loss);
+                t.backward_step(&t_loss);
                 writeln!(metrics, "{},{:.9},{:.6}", lb.step + 1, t_loss.double_value(&[]), loss::accuracy(&t_l, &y))
                     .map_err(teacher::io_err(&metrics_path))?;
                 bar.inc(1);
             }
+            s.save(&out, steps, recipe, ("student.safetensors", "student_classifier.safetensors"))?;
             s
         }
         other => return Err(TrainError::Checkpoint(format!("unknown baseline '{other}': expected ce, supcon or mpl"))),
