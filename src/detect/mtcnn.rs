@@ -40,49 +40,68 @@ impl Default for MtcnnConfig {
     }
 }
 
-/// An RGB image as f32 values 0-255, row-major H×W×3.
-struct Rgb {
+/// Summed-area table of an image's RGB values: `sums[((y·(W+1)) + x)·3 + c]` is the sum of
+/// channel c over rows 0..y and columns 0..x. The sums are exact integers (u32 holds any image
+/// up to 16.8 Mpx), so a window's average equals torch's float sum over the window.
+struct Integral {
     width: usize,
-    height: usize,
-    data: Vec<f32>,
+    sums: Vec<u32>,
 }
 
-impl Rgb {
-    fn from_bgr(img: &BgrImage) -> Rgb {
-        let mut data = Vec::with_capacity(img.data.len());
-        for px in img.data.chunks_exact(3) {
-            data.extend([px[2] as f32, px[1] as f32, px[0] as f32]);
+/// Largest image whose sums fit in u32 (255 · pixels < 2^32).
+const MAX_PIXELS: usize = (u32::MAX / 255) as usize;
+
+impl Integral {
+    fn new(img: &BgrImage) -> Result<Integral, DetectError> {
+        let (w, h) = (img.width, img.height);
+        if w * h > MAX_PIXELS {
+            return Err(DetectError::Inference {
+                detector: "mtcnn",
+                reason: format!("a {w}x{h} frame is over {MAX_PIXELS} pixels; set detector.frame_scale to shrink it"),
+            });
         }
-        Rgb { width: img.width, height: img.height, data }
+        let stride = (w + 1) * 3;
+        let mut sums = vec![0u32; (h + 1) * stride];
+        for y in 0..h {
+            let mut row = [0u32; 3];
+            for x in 0..w {
+                let px = &img.data[(y * w + x) * 3..(y * w + x) * 3 + 3];
+                // BGR in, RGB out.
+                for (c, r) in row.iter_mut().enumerate() {
+                    *r += px[2 - c] as u32;
+                }
+                let o = (y + 1) * stride + (x + 1) * 3;
+                for c in 0..3 {
+                    sums[o + c] = sums[o - stride + c] + row[c];
+                }
+            }
+        }
+        Ok(Integral { width: w, sums })
+    }
+
+    /// Sum of channel `c` over rows y0..y1, columns x0..x1.
+    fn window(&self, x0: usize, y0: usize, x1: usize, y1: usize, c: usize) -> u32 {
+        let at = |x: usize, y: usize| self.sums[(y * (self.width + 1) + x) * 3 + c];
+        at(x1, y1).wrapping_sub(at(x0, y1)).wrapping_sub(at(x1, y0)).wrapping_add(at(x0, y0))
     }
 }
 
-/// Resizes the `cw`×`ch` region at (`cx`, `cy`) of `img` to `ow`×`oh` like torch's
+/// Resizes the `cw`×`ch` region at (`cx`, `cy`) of the image to `ow`×`oh` like torch's
 /// `interpolate(mode="area")` (adaptive average pooling: output cell i averages input
 /// [floor(i·in/out), ceil((i+1)·in/out))), normalises it to (v - 127.5) / 128 and appends it
 /// to `out` in the nets' transposed layout [x][y][rgb].
 #[allow(clippy::too_many_arguments)]
-fn area_resize(img: &Rgb, cx: usize, cy: usize, cw: usize, ch: usize, ow: usize, oh: usize, out: &mut Vec<f32>) {
+fn area_resize(img: &Integral, cx: usize, cy: usize, cw: usize, ch: usize, ow: usize, oh: usize, out: &mut Vec<f32>) {
     let span = |i: usize, inn: usize, o: usize| (i * inn / o, ((i + 1) * inn).div_ceil(o));
     let rows: Vec<(usize, usize)> = (0..oh).map(|i| span(i, ch, oh)).collect();
-    let base = out.len();
-    out.resize(base + ow * oh * 3, 0.0);
+    out.reserve(ow * oh * 3);
     for ox in 0..ow {
         let (x0, x1) = span(ox, cw, ow);
-        for (oy, &(y0, y1)) in rows.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for y in y0..y1 {
-                let row = &img.data[((cy + y) * img.width + cx) * 3..];
-                for x in x0..x1 {
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        *a += row[x * 3 + c];
-                    }
-                }
-            }
+        for &(y0, y1) in &rows {
             let n = ((y1 - y0) * (x1 - x0)) as f32;
-            let o = base + (ox * oh + oy) * 3;
             for c in 0..3 {
-                out[o + c] = (acc[c] / n - 127.5) * 0.0078125;
+                let sum = img.window(cx + x0, cy + y0, cx + x1, cy + y1, c) as f32;
+                out.push((sum / n - 127.5) * 0.0078125);
             }
         }
     }
@@ -203,18 +222,24 @@ impl Mtcnn {
 
     /// Stage 1 for images of one size: P-Net over the pyramid, NMS per scale and across scales,
     /// regression, squaring. Candidates per image.
-    fn propose(&mut self, images: &[&Rgb]) -> Result<Vec<Vec<Cand>>, DetectError> {
+    fn propose(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Cand>>, DetectError> {
         let (w, h) = (images[0].width, images[0].height);
         let th = self.config.mtcnn.thresholds[0];
         let mut per_image: Vec<Vec<Cand>> = vec![Vec::new(); images.len()];
-        let mut input = Vec::new();
-        for scale in pyramid(w, h, &self.config.mtcnn) {
-            let (hs, ws) = ((h as f64 * scale + 1.0) as usize, (w as f64 * scale + 1.0) as usize);
-            input.clear();
-            for img in images {
-                area_resize(img, 0, 0, w, h, ws, hs, &mut input);
+        let levels: Vec<(f64, usize, usize)> = pyramid(w, h, &self.config.mtcnn)
+            .into_iter()
+            .map(|s| (s, (w as f64 * s + 1.0) as usize, (h as f64 * s + 1.0) as usize))
+            .collect();
+        // Every level of every image, one image's summed-area table at a time.
+        let mut inputs: Vec<Vec<f32>> = levels.iter().map(|&(_, ws, hs)| Vec::with_capacity(images.len() * ws * hs * 3)).collect();
+        for img in images {
+            let sat = Integral::new(img)?;
+            for (input, &(_, ws, hs)) in inputs.iter_mut().zip(&levels) {
+                area_resize(&sat, 0, 0, w, h, ws, hs, input);
             }
-            let tensor = ort::value::Tensor::from_array(([images.len(), ws, hs, 3], std::mem::take(&mut input))).map_err(fail)?;
+        }
+        for (input, &(scale, ws, hs)) in inputs.into_iter().zip(&levels) {
+            let tensor = ort::value::Tensor::from_array(([images.len(), ws, hs, 3], input)).map_err(fail)?;
             let outputs = self.pnet.run(ort::inputs!["input_1" => tensor]).map_err(fail)?;
             let (shape, reg) = outputs["conv2d_4"].try_extract_tensor::<f32>().map_err(fail)?;
             let (_, prob) = outputs["softmax"].try_extract_tensor::<f32>().map_err(fail)?;
@@ -265,28 +290,36 @@ impl Mtcnn {
         input_name: &str,
         outputs: &[&str],
         side: usize,
-        images: &[Rgb],
+        images: &[&BgrImage],
         cands: &[Vec<Cand>],
     ) -> Result<Vec<(usize, Cand, Vec<Vec<f32>>)>, DetectError> {
-        let all: Vec<(usize, Cand, (usize, usize, usize, usize))> = cands
-            .iter()
-            .enumerate()
-            .flat_map(|(i, cs)| cs.iter().filter_map(move |c| region(&c.b, images[i].width, images[i].height).map(|r| (i, *c, r))))
-            .collect();
-        let mut out = Vec::with_capacity(all.len());
-        for chunk in all.chunks(REFINE_BATCH) {
-            let mut input = Vec::with_capacity(chunk.len() * side * side * 3);
-            for (i, _, (x, y, w, h)) in chunk {
-                area_resize(&images[*i], *x, *y, *w, *h, side, side, &mut input);
+        let mut kept: Vec<(usize, Cand)> = Vec::new();
+        let mut input = Vec::new();
+        for (i, cs) in cands.iter().enumerate() {
+            let regions: Vec<(Cand, (usize, usize, usize, usize))> =
+                cs.iter().filter_map(|c| region(&c.b, images[i].width, images[i].height).map(|r| (*c, r))).collect();
+            if regions.is_empty() {
+                continue;
             }
-            let tensor = ort::value::Tensor::from_array(([chunk.len(), side, side, 3], input)).map_err(fail)?;
+            let sat = Integral::new(images[i])?;
+            for (c, (x, y, w, h)) in regions {
+                area_resize(&sat, x, y, w, h, side, side, &mut input);
+                kept.push((i, c));
+            }
+        }
+        let per = side * side * 3;
+        let mut out = Vec::with_capacity(kept.len());
+        for (k0, chunk) in kept.chunks(REFINE_BATCH).enumerate() {
+            let start = k0 * REFINE_BATCH * per;
+            let data = input[start..start + chunk.len() * per].to_vec();
+            let tensor = ort::value::Tensor::from_array(([chunk.len(), side, side, 3], data)).map_err(fail)?;
             let result = net.run(ort::inputs![input_name => tensor]).map_err(fail)?;
             let mut columns = Vec::new();
             for name in outputs {
                 let (_, data) = result[*name].try_extract_tensor::<f32>().map_err(fail)?;
                 columns.push(data.to_vec());
             }
-            for (k, (i, c, _)) in chunk.iter().enumerate() {
+            for (k, (i, c)) in chunk.iter().enumerate() {
                 let row = columns
                     .iter()
                     .map(|col| {
@@ -307,7 +340,8 @@ impl Detector for Mtcnn {
     }
 
     fn detect(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Face>>, DetectError> {
-        let rgb: Vec<Rgb> = images.iter().map(|i| Rgb::from_bgr(i)).collect();
+        let t0 = std::time::Instant::now();
+        let rgb = images;
         let th = self.config.mtcnn.thresholds;
         // Stage 1, batched over images of one size.
         let mut cands: Vec<Vec<Cand>> = vec![Vec::new(); rgb.len()];
@@ -318,15 +352,16 @@ impl Detector for Mtcnn {
             }
             let group: Vec<usize> =
                 (i..rgb.len()).filter(|&j| !done[j] && rgb[j].width == rgb[i].width && rgb[j].height == rgb[i].height).collect();
-            let imgs: Vec<&Rgb> = group.iter().map(|&j| &rgb[j]).collect();
+            let imgs: Vec<&BgrImage> = group.iter().map(|&j| rgb[j]).collect();
             for (j, c) in group.iter().zip(self.propose(&imgs)?) {
                 cands[*j] = c;
                 done[*j] = true;
             }
         }
+        let t1 = std::time::Instant::now();
         // Stage 2: R-Net.
         let mut stage2: Vec<Vec<Cand>> = vec![Vec::new(); rgb.len()];
-        for (i, c, out) in Self::refine(&mut self.rnet, "input_2", &["dense_2", "softmax_1"], 24, &rgb, &cands)? {
+        for (i, c, out) in Self::refine(&mut self.rnet, "input_2", &["dense_2", "softmax_1"], 24, rgb, &cands)? {
             let score = out[1][1];
             if score > th[1] {
                 stage2[i].push(Cand { b: c.b, score, reg: [out[0][0], out[0][1], out[0][2], out[0][3]] });
@@ -336,9 +371,10 @@ impl Detector for Mtcnn {
             .into_iter()
             .map(|c| nms_union(c, 0.7).into_iter().map(|c| Cand { b: square(regress(c.b, c.reg)), score: c.score, reg: [0.0; 4] }).collect())
             .collect();
+        let t2 = std::time::Instant::now();
         // Stage 3: O-Net, landmarks, final regression and "Min" NMS.
         let mut faces: Vec<Vec<Face>> = vec![Vec::new(); rgb.len()];
-        for (i, c, out) in Self::refine(&mut self.onet, "input_3", &["dense_5", "dense_6", "softmax_2"], 48, &rgb, &stage2)? {
+        for (i, c, out) in Self::refine(&mut self.onet, "input_3", &["dense_5", "dense_6", "softmax_2"], 48, rgb, &stage2)? {
             let score = out[2][1];
             if score <= th[2] {
                 continue;
@@ -352,6 +388,15 @@ impl Detector for Mtcnn {
             let b = regress(c.b, [out[0][0], out[0][1], out[0][2], out[0][3]]);
             faces[i].push(Face { x1: b[0], y1: b[1], x2: b[2], y2: b[3], score, landmarks });
         }
+        tracing::debug!(
+            "mtcnn: {} images, P-Net {:?} ({} candidates), R-Net {:?} ({} kept), O-Net {:?}",
+            images.len(),
+            t1 - t0,
+            cands.iter().map(Vec::len).sum::<usize>(),
+            t2 - t1,
+            stage2.iter().map(Vec::len).sum::<usize>(),
+            t2.elapsed()
+        );
         Ok(faces
             .into_iter()
             .map(|fs| {
@@ -374,17 +419,21 @@ mod tests {
     #[test]
     fn area_resize_averages_like_adaptive_pooling() {
         // 3×1 grey image 0, 30, 60 -> 2×1: cells [0, 2) and [1, 3) -> 15 and 45.
-        let img = Rgb { width: 3, height: 1, data: vec![0.0, 0.0, 0.0, 30.0, 30.0, 30.0, 60.0, 60.0, 60.0] };
+        let img = Integral::new(&BgrImage::new(3, 1, vec![0, 0, 0, 30, 30, 30, 60, 60, 60])).unwrap();
         let mut out = Vec::new();
         area_resize(&img, 0, 0, 3, 1, 2, 1, &mut out);
         let back: Vec<f32> = out.iter().step_by(3).map(|v| v / 0.0078125 + 127.5).collect();
         assert_eq!(back, vec![15.0, 45.0]);
         // Upsampling 1 -> 2 repeats; the layout is transposed ([x][y]).
-        let img = Rgb { width: 2, height: 1, data: vec![10.0, 10.0, 10.0, 20.0, 20.0, 20.0] };
+        let img = Integral::new(&BgrImage::new(2, 1, vec![10, 10, 10, 20, 20, 20])).unwrap();
         let mut out = Vec::new();
         area_resize(&img, 0, 0, 2, 1, 2, 2, &mut out);
         let back: Vec<f32> = out.iter().step_by(3).map(|v| v / 0.0078125 + 127.5).collect();
         assert_eq!(back, vec![10.0, 10.0, 20.0, 20.0]);
+        // Channels come out RGB from BGR, and a window inside the image sums exactly.
+        let img = Integral::new(&BgrImage::new(2, 2, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])).unwrap();
+        assert_eq!((0..3).map(|c| img.window(0, 0, 2, 2, c)).collect::<Vec<_>>(), vec![3 + 6 + 9 + 12, 2 + 5 + 8 + 11, 1 + 4 + 7 + 10]);
+        assert_eq!(img.window(1, 1, 2, 2, 0), 12);
     }
 
     #[test]
