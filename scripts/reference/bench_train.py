@@ -1,5 +1,5 @@
 """PyTorch baseline of one SupCon teacher step (scripts/bench-train): torchvision ResNet
-without fc + head Linear(F,F)-ReLU-Linear(F,128) + L2 norm, SupCon (Khosla et al., L_out),
+or EfficientNet without its classifier + head Linear(F,F)-ReLU-Linear(F,128) + L2 norm, SupCon (Khosla et al., L_out),
 Adam; two views of BATCH random images at SIZE px. Prints images/s after warm-up."""
 import sys, time
 import torch, torchvision
@@ -10,8 +10,12 @@ backbone, batch, size, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.a
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 enc = getattr(torchvision.models, backbone)(weights=None)
-dim = enc.fc.in_features
-enc.fc = nn.Identity()
+if hasattr(enc, "fc"):
+    dim = enc.fc.in_features
+    enc.fc = nn.Identity()
+else:  # EfficientNet: features -> pool -> classifier
+    dim = enc.classifier[-1].in_features
+    enc.classifier = nn.Identity()
 head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, 128))
 params = list(enc.parameters()) + list(head.parameters())
 opt = torch.optim.Adam(params, lr=1e-4)
