@@ -341,18 +341,17 @@ impl Detector for Mtcnn {
 
     fn detect(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Face>>, DetectError> {
         let t0 = std::time::Instant::now();
-        let rgb = images;
         let th = self.config.mtcnn.thresholds;
         // Stage 1, batched over images of one size.
-        let mut cands: Vec<Vec<Cand>> = vec![Vec::new(); rgb.len()];
-        let mut done = vec![false; rgb.len()];
-        for i in 0..rgb.len() {
+        let mut cands: Vec<Vec<Cand>> = vec![Vec::new(); images.len()];
+        let mut done = vec![false; images.len()];
+        for i in 0..images.len() {
             if done[i] {
                 continue;
             }
             let group: Vec<usize> =
-                (i..rgb.len()).filter(|&j| !done[j] && rgb[j].width == rgb[i].width && rgb[j].height == rgb[i].height).collect();
-            let imgs: Vec<&BgrImage> = group.iter().map(|&j| rgb[j]).collect();
+                (i..images.len()).filter(|&j| !done[j] && images[j].width == images[i].width && images[j].height == images[i].height).collect();
+            let imgs: Vec<&BgrImage> = group.iter().map(|&j| images[j]).collect();
             for (j, c) in group.iter().zip(self.propose(&imgs)?) {
                 cands[*j] = c;
                 done[*j] = true;
@@ -360,8 +359,8 @@ impl Detector for Mtcnn {
         }
         let t1 = std::time::Instant::now();
         // Stage 2: R-Net.
-        let mut stage2: Vec<Vec<Cand>> = vec![Vec::new(); rgb.len()];
-        for (i, c, out) in Self::refine(&mut self.rnet, "input_2", &["dense_2", "softmax_1"], 24, rgb, &cands)? {
+        let mut stage2: Vec<Vec<Cand>> = vec![Vec::new(); images.len()];
+        for (i, c, out) in Self::refine(&mut self.rnet, "input_2", &["dense_2", "softmax_1"], 24, images, &cands)? {
             let score = out[1][1];
             if score > th[1] {
                 stage2[i].push(Cand { b: c.b, score, reg: [out[0][0], out[0][1], out[0][2], out[0][3]] });
@@ -373,8 +372,8 @@ impl Detector for Mtcnn {
             .collect();
         let t2 = std::time::Instant::now();
         // Stage 3: O-Net, landmarks, final regression and "Min" NMS.
-        let mut faces: Vec<Vec<Face>> = vec![Vec::new(); rgb.len()];
-        for (i, c, out) in Self::refine(&mut self.onet, "input_3", &["dense_5", "dense_6", "softmax_2"], 48, rgb, &stage2)? {
+        let mut faces: Vec<Vec<Face>> = vec![Vec::new(); images.len()];
+        for (i, c, out) in Self::refine(&mut self.onet, "input_3", &["dense_5", "dense_6", "softmax_2"], 48, images, &stage2)? {
             let score = out[2][1];
             if score <= th[2] {
                 continue;
