@@ -238,9 +238,14 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     let cls: Vec<String> = tch::Tensor::read_safetensors(exp.join("classifier.safetensors")).unwrap().into_iter().map(|(k, _)| k).collect();
     assert!(cls.contains(&"fc.weight".to_string()));
     let module = tch::CModule::load(exp.join("model.pt")).unwrap();
-    let p = module.forward_ts(&[tch::Tensor::zeros([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu))]).unwrap();
-    let p = p.double_value(&[0]);
-    assert!((0.0..=1.0).contains(&p), "{p}");
+    // Any batch size: the same image gives the same probability alone and among others.
+    let x = tch::Tensor::rand([5, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
+    let p5 = module.forward_ts(&[&x]).unwrap();
+    assert_eq!(p5.size(), [5]);
+    let p1 = module.forward_ts(&[x.narrow(0, 3, 1)]).unwrap();
+    assert_eq!(p1.size(), [1]);
+    let (a, b) = (p5.double_value(&[3]), p1.double_value(&[0]));
+    assert!((0.0..=1.0).contains(&a) && (a - b).abs() < 1e-5, "{a} vs {b}");
     // A teacher of another backbone is refused.
     let bad = dir.path().join("bad");
     let mut a = vec!["train", "mpl", "--teacher", teacher.to_str().unwrap(), "--out", bad.to_str().unwrap(), "--mpl-steps", "1"];

@@ -188,9 +188,8 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<&str>, paper: bool, devi
 
 /// Exports a run's model: `encoder.safetensors` (torchvision names: load into a torchvision
 /// ResNet with `strict=False`, only `fc` missing), `head.safetensors`, `classifier.safetensors`
-/// (`fc.weight`, `fc.bias`), and `model.pt`, a traced TorchScript module mapping one image
-/// [1,3,S,S] (already scaled as the run's preset says) to its fake probability [1]. (tch's
-/// ResNet flattens with the traced batch size, so the trace is for batches of one.)
+/// (`fc.weight`, `fc.bias`), and `model.pt`, a traced TorchScript module mapping images
+/// [B,3,S,S] (already scaled as the run's preset says; any B) to their fake probabilities [B].
 pub fn export(run: &Path, out: &Path) -> Result<Vec<PathBuf>, TrainError> {
     let mut det = load(run, "cpu")?;
     // Tracing records weights as constants, which must not require gradients.
@@ -215,7 +214,7 @@ pub fn export(run: &Path, out: &Path) -> Result<Vec<PathBuf>, TrainError> {
         written.push(path);
     }
     let s = det.recipe.data.image_size as i64;
-    let example = tch::Tensor::zeros([1, 3, s, s], (tch::Kind::Float, tch::Device::Cpu));
+    let example = tch::Tensor::zeros([2, 3, s, s], (tch::Kind::Float, tch::Device::Cpu));
     let module = tch::CModule::create_by_tracing("scmpl_detector", "forward", &[example], &mut |xs: &[tch::Tensor]| {
         let p = det.cls.forward(&det.net.features(&xs[0], false)).softmax(-1, tch::Kind::Float).select(1, 1);
         vec![p]

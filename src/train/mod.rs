@@ -1,6 +1,6 @@
 //! The trainer (libtorch through `tch`), split the way people think about it:
 //! [`data`] (manifest rows -> augmented batches) and [`augment`], [`model`] (backbone, head,
-//! classifier; [`efficientnet`]), [`loss`] (SupCon, CE, MPL), [`optim`] (Adam with savable state),
+//! classifier; [`resnet`], [`efficientnet`]), [`loss`] (SupCon, CE, MPL), [`optim`] (Adam with savable state),
 //! [`teacher`] (the training stages), [`checkpoint`], [`config`] (recipes), and
 //! [`fixture`] (a small real-face training set for tests and the demo).
 
@@ -17,4 +17,5 @@ pub mod model;
 pub mod mpl;
 pub mod eval;
 pub mod optim;
+pub mod resnet;
 pub mod teacher;

@@ -48,9 +48,9 @@ impl Backbone {
     /// The encoder (everything up to and including global pooling) under `p`.
     pub fn build(&self, p: &nn::Path) -> Box<dyn ModuleT> {
         match self {
-            Backbone::Resnet18 => Box::new(tch::vision::resnet::resnet18_no_final_layer(p)),
-            Backbone::Resnet34 => Box::new(tch::vision::resnet::resnet34_no_final_layer(p)),
-            Backbone::Resnet50 => Box::new(tch::vision::resnet::resnet50_no_final_layer(p)),
+            Backbone::Resnet18 => Box::new(super::resnet::ResNet::new(p, [2, 2, 2, 2], false)),
+            Backbone::Resnet34 => Box::new(super::resnet::ResNet::new(p, [3, 4, 6, 3], false)),
+            Backbone::Resnet50 => Box::new(super::resnet::ResNet::new(p, [3, 4, 6, 3], true)),
             Backbone::EfficientnetB0 => Box::new(super::efficientnet::EfficientNetB0::new(p)),
         }
     }
@@ -85,7 +85,7 @@ impl SupConNet {
 
     /// Pooled encoder features [B, F].
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
-        self.encoder.forward_t(x, train).flat_view()
+        self.encoder.forward_t(x, train)
     }
 
     /// Unit-norm projections [B, dim].
