@@ -83,37 +83,53 @@ pub fn predict(input: &Path, settings: &ExtractSettings, det: &mut Box<dyn Detec
     let copy = settings.detector.copy();
     let mut frames_out = Vec::new();
     let mut probs = Vec::new();
-    let mut handle = |index: u64, pts: f64, frame: &BgrImage, small: &BgrImage, scale: f32, det: &mut Box<dyn Detector>| -> Result<(), String> {
-        let faces = det.detect(&[small]).map_err(|e| e.to_string())?.remove(0);
-        let faces: Vec<detect::Face> = faces
-            .iter()
-            .map(|f| f.scaled(1.0 / scale, frame.width as f32, frame.height as f32))
-            .filter(|f| f.width() >= 1.0 && f.height() >= 1.0)
-            .collect();
-        let scored = score_faces(frame, &faces, settings, clf)?;
-        probs.extend(scored.iter().filter_map(|f| f["fake_probability"].as_f64()));
-        frames_out.push(json!({ "frame": index, "pts": pts, "faces": scored }));
+    // Frames go to the detector in batches of detector.batch_size.
+    let mut handle = |batch: &[(u64, f64, BgrImage, BgrImage, f32)], det: &mut Box<dyn Detector>| -> Result<(), String> {
+        let smalls: Vec<&BgrImage> = batch.iter().map(|b| &b.3).collect();
+        let found = det.detect(&smalls).map_err(|e| e.to_string())?;
+        for ((index, pts, frame, _, scale), faces) in batch.iter().zip(found) {
+            let faces: Vec<detect::Face> = faces
+                .iter()
+                .map(|f| f.scaled(1.0 / scale, frame.width as f32, frame.height as f32))
+                .filter(|f| f.width() >= 1.0 && f.height() >= 1.0)
+                .collect();
+            let scored = score_faces(frame, &faces, settings, clf)?;
+            probs.extend(scored.iter().filter_map(|f| f["fake_probability"].as_f64()));
+            frames_out.push(json!({ "frame": index, "pts": pts, "faces": scored }));
+        }
         Ok(())
     };
     if is_image {
         let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
         let img = crate::crop::decode_image(&bytes).ok_or_else(|| format!("{}: not a readable image", input.display()))?;
         let (small, scale) = detector_copy(&img, copy)?;
-        handle(0, 0.0, &img, &small, scale, det)?;
+        handle(&[(0, 0.0, img, small, scale)], det)?;
     } else {
         let info = video::probe(input).map_err(|e| e.to_string())?;
         let picker = settings.sampling.pick(info.frames);
+        let size = settings.detector.batch_size.max(1);
+        let mut pending = Vec::with_capacity(size);
         let mut err = None;
-        video::decode(input, &info, &picker, copy, 1, |f| match handle(f.index, f.pts, &f.full, &f.small, f.small_scale, det) {
-            Ok(()) => true,
-            Err(e) => {
-                err = Some(e);
-                false
+        video::decode(input, &info, &picker, copy, 1, |f| {
+            pending.push((f.index, f.pts, f.full, f.small, f.small_scale));
+            if pending.len() < size {
+                return true;
+            }
+            let batch = std::mem::take(&mut pending);
+            match handle(&batch, det) {
+                Ok(()) => true,
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
             }
         })
         .map_err(|e| e.to_string())?;
         if let Some(e) = err {
             return Err(e);
+        }
+        if !pending.is_empty() {
+            handle(&pending, det)?;
         }
     }
     let with_faces = frames_out.iter().filter(|f| f["faces"].as_array().is_some_and(|a| !a.is_empty())).count();

@@ -212,13 +212,14 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
     // Prediction on a real video and photos: one face per frame, a verdict, valid JSON lines.
     let o = run(&[
         "predict", media("carphone_pristine.mp4").to_str().unwrap(), media("astronaut.png").to_str().unwrap(),
-        media("coffee.png").to_str().unwrap(), "--checkpoint", straight.to_str().unwrap(), "--sampling", "count:8",
+        media("coffee.png").to_str().unwrap(), "--checkpoint", straight.to_str().unwrap(), "--sampling", "count:11",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     let frames = lines[0]["frames"].as_array().unwrap();
-    assert_eq!(frames.len(), 8);
+    // 11 frames: one full detector batch of 8 and a partial one, in order.
+    assert_eq!(frames.iter().map(|f| f["frame"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 11, 23, 35, 47, 59, 71, 83, 95, 107, 119]);
     assert!(frames.iter().all(|f| f["faces"].as_array().unwrap().len() == 1), "one face per carphone frame");
     let p = lines[0]["video"]["fake_probability_mean"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p));
