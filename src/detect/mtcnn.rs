@@ -45,6 +45,7 @@ impl Default for MtcnnConfig {
 /// up to 16.8 Mpx), so a window's average equals torch's float sum over the window.
 struct Integral {
     width: usize,
+    height: usize,
     sums: Vec<u32>,
 }
 
@@ -76,7 +77,7 @@ impl Integral {
                 }
             }
         }
-        Ok(Integral { width: w, sums })
+        Ok(Integral { width: w, height: h, sums })
     }
 
     /// Sum of channel `c` over rows y0..y1, columns x0..x1.
@@ -222,7 +223,7 @@ impl Mtcnn {
 
     /// Stage 1 for images of one size: P-Net over the pyramid, NMS per scale and across scales,
     /// regression, squaring. Candidates per image.
-    fn propose(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Cand>>, DetectError> {
+    fn propose(&mut self, images: &[&Integral]) -> Result<Vec<Vec<Cand>>, DetectError> {
         let (w, h) = (images[0].width, images[0].height);
         let th = self.config.mtcnn.thresholds[0];
         let mut per_image: Vec<Vec<Cand>> = vec![Vec::new(); images.len()];
@@ -230,12 +231,11 @@ impl Mtcnn {
             .into_iter()
             .map(|s| (s, (w as f64 * s + 1.0) as usize, (h as f64 * s + 1.0) as usize))
             .collect();
-        // Every level of every image, one image's summed-area table at a time.
+        // Every level of every image.
         let mut inputs: Vec<Vec<f32>> = levels.iter().map(|&(_, ws, hs)| Vec::with_capacity(images.len() * ws * hs * 3)).collect();
-        for img in images {
-            let sat = Integral::new(img)?;
+        for sat in images {
             for (input, &(_, ws, hs)) in inputs.iter_mut().zip(&levels) {
-                area_resize(&sat, 0, 0, w, h, ws, hs, input);
+                area_resize(sat, 0, 0, w, h, ws, hs, input);
             }
         }
         for (input, &(scale, ws, hs)) in inputs.into_iter().zip(&levels) {
@@ -290,21 +290,18 @@ impl Mtcnn {
         input_name: &str,
         outputs: &[&str],
         side: usize,
-        images: &[&BgrImage],
+        images: &[Integral],
         cands: &[Vec<Cand>],
     ) -> Result<Vec<(usize, Cand, Vec<Vec<f32>>)>, DetectError> {
         let mut kept: Vec<(usize, Cand)> = Vec::new();
         let mut input = Vec::new();
         for (i, cs) in cands.iter().enumerate() {
-            let regions: Vec<(Cand, (usize, usize, usize, usize))> =
-                cs.iter().filter_map(|c| region(&c.b, images[i].width, images[i].height).map(|r| (*c, r))).collect();
-            if regions.is_empty() {
-                continue;
-            }
-            let sat = Integral::new(images[i])?;
-            for (c, (x, y, w, h)) in regions {
-                area_resize(&sat, x, y, w, h, side, side, &mut input);
-                kept.push((i, c));
+            let sat = &images[i];
+            for c in cs {
+                if let Some((x, y, w, h)) = region(&c.b, sat.width, sat.height) {
+                    area_resize(sat, x, y, w, h, side, side, &mut input);
+                    kept.push((i, *c));
+                }
             }
         }
         let per = side * side * 3;
@@ -342,6 +339,8 @@ impl Detector for Mtcnn {
     fn detect(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Face>>, DetectError> {
         let t0 = std::time::Instant::now();
         let th = self.config.mtcnn.thresholds;
+        // One summed-area table per image serves the pyramid and both refinement stages.
+        let sats: Vec<Integral> = images.iter().map(|i| Integral::new(i)).collect::<Result<_, _>>()?;
         // Stage 1, batched over images of one size.
         let mut cands: Vec<Vec<Cand>> = vec![Vec::new(); images.len()];
         let mut done = vec![false; images.len()];
@@ -351,7 +350,7 @@ impl Detector for Mtcnn {
             }
             let group: Vec<usize> =
                 (i..images.len()).filter(|&j| !done[j] && images[j].width == images[i].width && images[j].height == images[i].height).collect();
-            let imgs: Vec<&BgrImage> = group.iter().map(|&j| images[j]).collect();
+            let imgs: Vec<&Integral> = group.iter().map(|&j| &sats[j]).collect();
             for (j, c) in group.iter().zip(self.propose(&imgs)?) {
                 cands[*j] = c;
                 done[*j] = true;
@@ -360,7 +359,7 @@ impl Detector for Mtcnn {
         let t1 = std::time::Instant::now();
         // Stage 2: R-Net.
         let mut stage2: Vec<Vec<Cand>> = vec![Vec::new(); images.len()];
-        for (i, c, out) in Self::refine(&mut self.rnet, "input_2", &["dense_2", "softmax_1"], 24, images, &cands)? {
+        for (i, c, out) in Self::refine(&mut self.rnet, "input_2", &["dense_2", "softmax_1"], 24, &sats, &cands)? {
             let score = out[1][1];
             if score > th[1] {
                 stage2[i].push(Cand { b: c.b, score, reg: [out[0][0], out[0][1], out[0][2], out[0][3]] });
@@ -373,7 +372,7 @@ impl Detector for Mtcnn {
         let t2 = std::time::Instant::now();
         // Stage 3: O-Net, landmarks, final regression and "Min" NMS.
         let mut faces: Vec<Vec<Face>> = vec![Vec::new(); images.len()];
-        for (i, c, out) in Self::refine(&mut self.onet, "input_3", &["dense_5", "dense_6", "softmax_2"], 48, images, &stage2)? {
+        for (i, c, out) in Self::refine(&mut self.onet, "input_3", &["dense_5", "dense_6", "softmax_2"], 48, &sats, &stage2)? {
             let score = out[2][1];
             if score <= th[2] {
                 continue;
