@@ -5,16 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{files_under, generated, media, records, run, sorted_lines, stderr};
-
-fn col<'a>(r: &'a csv::StringRecord, headers: &csv::StringRecord, name: &str) -> &'a str {
-    let i = headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
-    &r[i]
-}
-
-fn headers(path: &Path) -> csv::StringRecord {
-    csv::Reader::from_path(path).unwrap().headers().unwrap().clone()
-}
+use common::{col, files_under, generated, headers, media, records, run, sorted_lines, stderr};
 
 #[test]
 fn carphone_every_frame_has_one_face_inside_the_frame() {

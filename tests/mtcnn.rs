@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{generated, media, run, stderr};
+use common::{col, generated, media, run, stderr};
 use scmpl::detect::{self, Face};
 use scmpl::image::BgrImage;
 use scmpl::runtime::Device;
@@ -157,10 +157,5 @@ fn the_reference_config_extracts_square_native_size_crops_from_every_frame() {
 }
 
 fn table(path: &Path) -> (Vec<csv::StringRecord>, csv::StringRecord) {
-    let headers = csv::Reader::from_path(path).unwrap().headers().unwrap().clone();
-    (common::records(path), headers)
-}
-
-fn col<'a>(r: &'a csv::StringRecord, headers: &csv::StringRecord, name: &str) -> &'a str {
-    &r[headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))]
+    (common::records(path), common::headers(path))
 }

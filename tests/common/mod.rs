@@ -40,6 +40,16 @@ pub fn records(path: &Path) -> Vec<csv::StringRecord> {
     r.records().map(|r| r.unwrap()).collect()
 }
 
+/// The header row of a CSV file.
+pub fn headers(path: &Path) -> csv::StringRecord {
+    csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).headers().unwrap().clone()
+}
+
+/// The value of column `name` in `r`.
+pub fn col<'a>(r: &'a csv::StringRecord, headers: &csv::StringRecord, name: &str) -> &'a str {
+    &r[headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))]
+}
+
 /// Rows as sorted lines, for comparing two runs.
 pub fn sorted_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
