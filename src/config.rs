@@ -1,21 +1,8 @@
-//! Pipeline configuration: `pipeline/default.toml` (compiled in), overlaid by `--config FILE`,
-//! overridden by flags. [`PipelineConfig`] is the raw, serialisable form written next to the
-//! outputs; [`ExtractSettings`] is the validated one the pipeline runs on.
+//! TOML config files: compiled-in defaults overlaid by a user's file, table by table, with
+//! errors that name the file or the key. The pipeline config ([`crate::pipeline::config`]) and
+//! the training recipe ([`crate::train::recipe`]) are both read this way.
 
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
-
-#[cfg(feature = "pipeline")]
-use crate::crop::{CropRule, ImageFormat};
-#[cfg(feature = "pipeline")]
-use crate::detect::DetectorConfig;
-#[cfg(feature = "pipeline")]
-use crate::runtime::Device;
-#[cfg(feature = "pipeline")]
-use crate::video::Sampling;
-
-pub const DEFAULT_PIPELINE: &str = include_str!("../pipeline/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -25,29 +12,10 @@ pub enum ConfigError {
     Value { key: &'static str, value: String, reason: String },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ExtractSection {
-    pub sampling: String,
-    pub device: String,
-    pub crop: String,
-    pub size: u32,
-    pub format: String,
-    pub faces: String,
-    pub dataset: String,
-    pub decode_workers: usize,
-    pub crop_workers: usize,
-    pub queue_frames: usize,
-}
-
-/// The raw pipeline config, as in the TOML files.
-#[cfg(feature = "pipeline")]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineConfig {
-    pub extract: ExtractSection,
-    pub detector: DetectorConfig,
-}
+/// A value (flag or config key) that does not parse, saying what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
 
 /// Merges `overlay` into `base`, table by table.
 pub fn merge(base: &mut toml::Value, overlay: toml::Value) {
@@ -70,146 +38,4 @@ pub fn merge(base: &mut toml::Value, overlay: toml::Value) {
 pub fn read_toml(path: &Path) -> Result<toml::Value, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: path.into(), reason: e.to_string() })?;
     toml::from_str(&text).map_err(|e| ConfigError::File { path: path.into(), reason: e.to_string() })
-}
-
-#[cfg(feature = "pipeline")]
-impl PipelineConfig {
-    /// The compiled-in defaults overlaid with `file` when given.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut value: toml::Value = toml::from_str(DEFAULT_PIPELINE).expect("pipeline/default.toml parses");
-        let origin = match file {
-            Some(f) => {
-                merge(&mut value, read_toml(f)?);
-                f.to_path_buf()
-            }
-            None => PathBuf::from("pipeline/default.toml"),
-        };
-        value.try_into().map_err(|e: toml::de::Error| ConfigError::File { path: origin, reason: e.to_string() })
-    }
-
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serialises")
-    }
-
-    /// Checks every value and returns the typed settings.
-    pub fn validate(&self) -> Result<ExtractSettings, ConfigError> {
-        let e = &self.extract;
-        let value = |key: &'static str, value: &str, reason: String| ConfigError::Value { key, value: value.into(), reason };
-        let sampling = e.sampling.parse::<Sampling>().map_err(|r| value("sampling", &e.sampling, r))?;
-        let device = e.device.parse::<Device>().map_err(|r| value("device", &e.device, r.to_string()))?;
-        let crop = e.crop.parse::<CropRule>().map_err(|r| value("crop", &e.crop, r))?;
-        let format = e.format.parse::<ImageFormat>().map_err(|r| value("format", &e.format, r))?;
-        let largest_only = match e.faces.as_str() {
-            "all" => false,
-            "largest" => true,
-            other => return Err(value("faces", other, "expected all or largest".into())),
-        };
-        let d = &self.detector;
-        if !(0.0..=1.0).contains(&d.score_threshold) {
-            return Err(value("detector.score_threshold", &d.score_threshold.to_string(), "must be in 0..1".into()));
-        }
-        if !(0.0..=1.0).contains(&d.nms_threshold) {
-            return Err(value("detector.nms_threshold", &d.nms_threshold.to_string(), "must be in 0..1".into()));
-        }
-        if d.input_size < 32 || d.input_size % 32 != 0 {
-            return Err(value("detector.input_size", &d.input_size.to_string(), "must be a multiple of 32".into()));
-        }
-        if d.batch_size == 0 {
-            return Err(value("detector.batch_size", "0", "must be at least 1".into()));
-        }
-        if !(0.0..=1.0).contains(&d.frame_scale) {
-            return Err(value("detector.frame_scale", &d.frame_scale.to_string(), "must be in 0..1 (0 = fit into input_size)".into()));
-        }
-        let m = &d.mtcnn;
-        if m.min_face_size < 12.0 {
-            return Err(value("detector.mtcnn.min_face_size", &m.min_face_size.to_string(), "must be at least 12 (P-Net's window)".into()));
-        }
-        if !(m.factor > 0.0 && m.factor < 1.0) {
-            return Err(value("detector.mtcnn.factor", &m.factor.to_string(), "must be in (0, 1)".into()));
-        }
-        if m.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
-            return Err(value("detector.mtcnn.thresholds", &format!("{:?}", m.thresholds), "each must be in 0..1".into()));
-        }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Ok(ExtractSettings {
-            sampling,
-            device,
-            crop,
-            size: e.size,
-            format,
-            largest_only,
-            dataset: Some(e.dataset.clone()).filter(|d| !d.is_empty()),
-            decode_workers: if e.decode_workers == 0 { (cores / 2).clamp(1, 8) } else { e.decode_workers },
-            crop_workers: if e.crop_workers == 0 { (cores / 2).clamp(1, 8) } else { e.crop_workers },
-            queue_frames: e.queue_frames.max(1),
-            detector: d.clone(),
-        })
-    }
-
-    /// What must match between a run and its resumption: everything that changes outputs.
-    pub fn fingerprint(&self) -> String {
-        let mut c = self.clone();
-        c.extract.device.clear();
-        c.extract.decode_workers = 0;
-        c.extract.crop_workers = 0;
-        c.extract.queue_frames = 0;
-        c.detector.batch_size = 0;
-        c.detector.threads = 0;
-        c.to_toml()
-    }
-}
-
-/// Validated extraction settings.
-#[cfg(feature = "pipeline")]
-#[derive(Debug, Clone)]
-pub struct ExtractSettings {
-    pub sampling: Sampling,
-    pub device: Device,
-    pub crop: CropRule,
-    pub size: u32,
-    pub format: ImageFormat,
-    pub largest_only: bool,
-    pub dataset: Option<String>,
-    pub decode_workers: usize,
-    pub crop_workers: usize,
-    pub queue_frames: usize,
-    pub detector: DetectorConfig,
-}
-
-#[cfg(all(test, feature = "pipeline"))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_load_and_validate() {
-        let c = PipelineConfig::load(None).unwrap();
-        let s = c.validate().unwrap();
-        assert_eq!(s.sampling, Sampling::Count(32));
-        assert_eq!(s.device, Device::Cpu);
-        assert_eq!(c.detector.name, "retinaface");
-    }
-
-    #[test]
-    fn a_config_file_overlays_only_its_keys_and_typos_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[extract]\nsampling = \"all\"\n[detector]\nscore_threshold = 0.5\n").unwrap();
-        let c = PipelineConfig::load(Some(&p)).unwrap();
-        assert_eq!(c.extract.sampling, "all");
-        assert_eq!(c.extract.crop, "reference");
-        assert_eq!(c.detector.score_threshold, 0.5);
-        std::fs::write(&p, "[extract]\nsamplng = \"all\"\n").unwrap();
-        let err = PipelineConfig::load(Some(&p)).unwrap_err().to_string();
-        assert!(err.contains("c.toml") && err.contains("samplng"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        let mut c = PipelineConfig::load(None).unwrap();
-        c.extract.sampling = "every:2".into();
-        assert!(c.validate().unwrap_err().to_string().contains("sampling"));
-        let mut c = PipelineConfig::load(None).unwrap();
-        c.detector.input_size = 100;
-        assert!(c.validate().unwrap_err().to_string().contains("input_size"));
-    }
 }

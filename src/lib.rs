@@ -1,32 +1,28 @@
-//! scmpl: deepfake-detection research tooling.
+//! scmpl: deepfake-detection research tooling. Two halves that meet only at the CSV manifests:
 //!
-//! Two halves that meet only at the CSV manifests:
-//! - the extraction pipeline (`pipeline` feature: FFmpeg, OpenCV, ONNX Runtime):
-//!   [`scan`] -> [`video`] decode -> [`detect`] -> [`crop`] -> [`manifest`] write, run by [`extract`];
-//! - the trainer (`train` feature: libtorch).
+//! - [`pipeline`] (feature `pipeline`: FFmpeg, OpenCV, ONNX Runtime), videos to face crops:
+//!   `scan -> decode -> detect -> faces -> crop -> write`, each a folder or file of its own;
+//! - [`train`] (feature `train`: libtorch), SupCon-MPL detectors from manifests:
+//!   `recipe -> data -> model -> loss -> optim -> stages -> checkpoint`, then eval and export.
+//!
+//! Between and around them:
+//! - [`manifest`]: the CSV contract (rows, atomic writers, path rules);
+//! - [`tools`]: index, split, merge, validate, stats, export, report, doctor;
+//! - [`predict`]: a trained run applied to new videos and images (both halves);
+//! - shared pieces: [`config`] (TOML overlays), [`device`], [`hash`], [`metrics`].
+//!
+//! The `scmpl` binary (`src/main.rs`, `src/cli/`) only parses flags, calls these, and maps the result to an
+//! exit code ([`exit`]).
 
 pub mod config;
-pub mod image;
-pub mod index;
+pub mod device;
+pub mod hash;
 pub mod manifest;
-pub mod manifest_ops;
 pub mod metrics;
-#[cfg(feature = "pipeline")]
-pub mod report;
-pub mod runtime;
-pub mod scan;
-pub mod split;
+pub mod tools;
 
 #[cfg(feature = "pipeline")]
-pub mod crop;
-#[cfg(feature = "pipeline")]
-pub mod detect;
-#[cfg(feature = "pipeline")]
-pub mod doctor;
-#[cfg(feature = "pipeline")]
-pub mod extract;
-#[cfg(feature = "pipeline")]
-pub mod video;
+pub mod pipeline;
 
 #[cfg(feature = "train")]
 pub mod train;

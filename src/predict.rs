@@ -1,21 +1,38 @@
 //! `scmpl predict`: fake probability per face, frame and video, for videos and images.
 //!
-//! Faces are found with the pipeline's detector and cut with its crop rule (pipeline config),
-//! then scored by a trained run's encoder + classifier. A video or image without faces says
-//! so instead of getting a made-up score.
+//! Faces are found and selected exactly as `extract` does ([`crate::pipeline::faces::select`]:
+//! the same scaling back, rounding, minimum size and `faces = "largest"`), cut with the same
+//! crop rule, then scored by a trained run ([`crate::train::infer::Classifier`]). A video or
+//! image without faces says so instead of getting a made-up score.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::config::ExtractSettings;
-use crate::crop::crop_rect;
-use crate::detect::{self, Detector};
-use crate::image::BgrImage;
-use crate::train::augment::{resized_crop, RgbF32};
-use crate::train::eval::Detector as Classifier;
-use crate::train::teacher::to_input;
-use crate::video::{self, DetectorCopy};
+use crate::manifest::paths;
+use crate::pipeline::config::ExtractSettings;
+use crate::pipeline::crop::crop_rect;
+use crate::pipeline::decode::{self, VideoError};
+use crate::pipeline::detect::{DetectError, Detector, Face};
+use crate::pipeline::faces;
+use crate::pipeline::image::BgrImage;
+use crate::train::data::augment::{resized_crop, RgbF32};
+use crate::train::data::Batch;
+use crate::train::infer::Classifier;
+use crate::train::TrainError;
+
+/// Why one input could not be scored (the others still are).
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Video(#[from] VideoError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Classifier(#[from] TrainError),
+    #[error("{path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+}
 
 /// The face `rect` of a BGR frame as an RGB [0,1] image resized to `size`.
 fn face_input(frame: &BgrImage, rect: (i32, i32, i32, i32), size: usize) -> RgbF32 {
@@ -31,120 +48,116 @@ fn face_input(frame: &BgrImage, rect: (i32, i32, i32, i32), size: usize) -> RgbF
 }
 
 /// Scores the faces of one frame: (box, detector score, fake probability) each.
-fn score_faces(frame: &BgrImage, faces: &[detect::Face], settings: &ExtractSettings, clf: &Classifier) -> Result<Vec<serde_json::Value>, String> {
+fn score_faces(frame: &BgrImage, faces: &[Face], settings: &ExtractSettings, clf: &Classifier) -> Result<Vec<serde_json::Value>, TrainError> {
     if faces.is_empty() {
         return Ok(Vec::new());
     }
-    let size = clf.recipe.data.image_size;
+    let size = clf.image_size();
     let mut pixels = Vec::new();
     for f in faces {
         pixels.extend(face_input(frame, crop_rect(f, settings.crop, frame.width, frame.height), size).data);
     }
-    let batch = crate::train::data::Batch {
-        step: 0,
-        views: 1,
-        n: faces.len(),
-        size,
-        pixels,
-        labels: vec![0; faces.len()],
-        indices: (0..faces.len()).collect(),
-        skipped: Vec::new(),
-    };
-    let preset = clf.recipe.preset().map_err(|e| e.to_string())?;
-    let x = to_input(&batch, clf.device, preset);
-    let p = tch::no_grad(|| clf.cls.forward(&clf.net.features(&x, false)).softmax(-1, tch::Kind::Double));
-    let p: Vec<f64> = Vec::<f64>::try_from(p.select(1, 1).to_device(tch::Device::Cpu)).map_err(|e| e.to_string())?;
+    let n = faces.len();
+    let batch = Batch { step: 0, views: 1, n, size, pixels, labels: vec![0; n], indices: (0..n).collect(), skipped: Vec::new() };
+    let p = clf.probabilities_of_batch(&batch)?;
     Ok(faces
         .iter()
         .zip(p)
-        .map(|(f, prob)| {
-            json!({ "box": [f.x1, f.y1, f.x2, f.y2], "score": f.score, "fake_probability": (prob * 1e4).round() / 1e4 })
-        })
+        .map(|(f, prob)| json!({ "box": [f.x1, f.y1, f.x2, f.y2], "score": f.score, "fake_probability": (prob * 1e4).round() / 1e4 }))
         .collect())
 }
 
-/// The detector's copy of `img` (OpenCV area resize).
-fn detector_copy(img: &BgrImage, copy: DetectorCopy) -> Result<(BgrImage, f32), String> {
-    let (w, h, scale) = copy.size(img.width as u32, img.height as u32);
-    use opencv::prelude::*;
-    let src = opencv::core::Mat::new_rows_cols_with_bytes::<opencv::core::Vec3b>(img.height as i32, img.width as i32, &img.data).map_err(|e| e.to_string())?;
-    let mut dst = opencv::core::Mat::default();
-    opencv::imgproc::resize(&src, &mut dst, opencv::core::Size::new(w as i32, h as i32), 0.0, 0.0, opencv::imgproc::INTER_AREA).map_err(|e| e.to_string())?;
-    let bytes = dst.data_bytes().map_err(|e| e.to_string())?.to_vec();
-    Ok((BgrImage::new(w as usize, h as usize, bytes), scale))
+/// A frame on its way to the detector: index, pts, the frame, the detector's copy and its scale.
+type Pending = (u64, f64, BgrImage, BgrImage, f32);
+
+/// Frames, and the probabilities of their faces, as they are scored.
+struct Scored<'a> {
+    settings: &'a ExtractSettings,
+    clf: &'a Classifier,
+    frames: Vec<serde_json::Value>,
+    probs: Vec<f64>,
 }
 
-/// One JSON object describing `input`.
-pub fn predict(input: &Path, settings: &ExtractSettings, det: &mut Box<dyn Detector>, clf: &Classifier) -> Result<serde_json::Value, String> {
-    let is_image = input
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| crate::index::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-    let copy = settings.detector.copy();
-    let mut frames_out = Vec::new();
-    let mut probs = Vec::new();
-    // Frames go to the detector in batches of detector.batch_size.
-    let mut handle = |batch: &[(u64, f64, BgrImage, BgrImage, f32)], det: &mut Box<dyn Detector>| -> Result<(), String> {
+impl Scored<'_> {
+    /// Detects, selects and scores the faces of a batch of frames.
+    fn add(&mut self, batch: &[Pending], det: &mut dyn Detector) -> Result<(), PredictError> {
         let smalls: Vec<&BgrImage> = batch.iter().map(|b| &b.3).collect();
-        let found = det.detect(&smalls).map_err(|e| e.to_string())?;
-        for ((index, pts, frame, _, scale), faces) in batch.iter().zip(found) {
-            let faces: Vec<detect::Face> = faces
-                .iter()
-                .map(|f| f.scaled(1.0 / scale, frame.width as f32, frame.height as f32))
-                .filter(|f| f.width() >= 1.0 && f.height() >= 1.0)
-                .collect();
-            let scored = score_faces(frame, &faces, settings, clf)?;
-            probs.extend(scored.iter().filter_map(|f| f["fake_probability"].as_f64()));
-            frames_out.push(json!({ "frame": index, "pts": pts, "faces": scored }));
+        let found = det.detect(&smalls)?;
+        for ((index, pts, frame, _, scale), found) in batch.iter().zip(found) {
+            let selected = faces::select(&found, *scale, frame.width, frame.height, self.settings);
+            let scored = score_faces(frame, &selected, self.settings, self.clf)?;
+            self.probs.extend(scored.iter().filter_map(|f| f["fake_probability"].as_f64()));
+            self.frames.push(json!({ "frame": index, "pts": pts, "faces": scored }));
         }
         Ok(())
-    };
-    if is_image {
-        let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
-        let img = crate::crop::decode_image(&bytes).ok_or_else(|| format!("{}: not a readable image", input.display()))?;
-        let (small, scale) = detector_copy(&img, copy)?;
-        handle(&[(0, 0.0, img, small, scale)], det)?;
-    } else {
-        let info = video::probe(input).map_err(|e| e.to_string())?;
-        let picker = settings.sampling.pick(info.frames);
-        let size = settings.detector.batch_size.max(1);
-        let mut pending = Vec::with_capacity(size);
-        let mut err = None;
-        video::decode(input, &info, &picker, copy, 1, |f| {
-            pending.push((f.index, f.pts, f.full, f.small, f.small_scale));
-            if pending.len() < size {
-                return true;
-            }
-            let batch = std::mem::take(&mut pending);
-            match handle(&batch, det) {
-                Ok(()) => true,
-                Err(e) => {
-                    err = Some(e);
-                    false
-                }
-            }
-        })
-        .map_err(|e| e.to_string())?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        if !pending.is_empty() {
-            handle(&pending, det)?;
-        }
     }
-    let with_faces = frames_out.iter().filter(|f| f["faces"].as_array().is_some_and(|a| !a.is_empty())).count();
-    let verdict = if probs.is_empty() {
-        json!({ "faces": 0, "frames_with_faces": 0, "verdict": "no face found" })
-    } else {
-        let mean = probs.iter().sum::<f64>() / probs.len() as f64;
-        let max = probs.iter().cloned().fold(0.0, f64::max);
+
+    /// The verdict over every face seen.
+    fn verdict(&self) -> serde_json::Value {
+        let with_faces = self.frames.iter().filter(|f| f["faces"].as_array().is_some_and(|a| !a.is_empty())).count();
+        if self.probs.is_empty() {
+            return json!({ "faces": 0, "frames_with_faces": 0, "verdict": "no face found" });
+        }
+        let mean = self.probs.iter().sum::<f64>() / self.probs.len() as f64;
+        let max = self.probs.iter().cloned().fold(0.0, f64::max);
         json!({
-            "faces": probs.len(),
+            "faces": self.probs.len(),
             "frames_with_faces": with_faces,
             "fake_probability_mean": (mean * 1e4).round() / 1e4,
             "fake_probability_max": (max * 1e4).round() / 1e4,
             "verdict": if mean >= 0.5 { "fake" } else { "real" },
         })
-    };
-    Ok(json!({ "input": input, "frames": frames_out, "video": verdict }))
+    }
+}
+
+/// One image: decoded, its detector copy made as the config says, scored.
+fn predict_image(input: &Path, scored: &mut Scored, det: &mut dyn Detector) -> Result<(), PredictError> {
+    let bad = |reason: String| PredictError::Image { path: input.into(), reason };
+    let bytes = std::fs::read(input).map_err(|e| bad(e.to_string()))?;
+    let img = BgrImage::decode(&bytes).ok_or_else(|| bad("not a readable image".into()))?;
+    let (w, h, scale) = scored.settings.detector.copy().size(img.width as u32, img.height as u32);
+    let small = img.resized_area(w as usize, h as usize).map_err(|e| bad(e.to_string()))?;
+    scored.add(&[(0, 0.0, img, small, scale)], det)
+}
+
+/// One video: its sampled frames go to the detector in batches of `detector.batch_size`.
+fn predict_video(input: &Path, scored: &mut Scored, det: &mut dyn Detector) -> Result<(), PredictError> {
+    let settings = scored.settings;
+    let info = decode::probe(input)?;
+    let picker = settings.sampling.pick(info.frames);
+    let size = settings.detector.batch_size.max(1);
+    let mut pending: Vec<Pending> = Vec::with_capacity(size);
+    let mut err = None;
+    decode::decode(input, &info, &picker, settings.detector.copy(), 1, |f| {
+        pending.push((f.index, f.pts, f.full, f.small, f.small_scale));
+        if pending.len() < size {
+            return true;
+        }
+        let batch = std::mem::take(&mut pending);
+        match scored.add(&batch, det) {
+            Ok(()) => true,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if !pending.is_empty() {
+        scored.add(&pending, det)?;
+    }
+    Ok(())
+}
+
+/// One JSON object describing `input`: its frames with their faces' probabilities, and a verdict.
+pub fn predict(input: &Path, settings: &ExtractSettings, det: &mut dyn Detector, clf: &Classifier) -> Result<serde_json::Value, PredictError> {
+    let mut scored = Scored { settings, clf, frames: Vec::new(), probs: Vec::new() };
+    if paths::is_image(input) {
+        predict_image(input, &mut scored, det)?;
+    } else {
+        predict_video(input, &mut scored, det)?;
+    }
+    Ok(json!({ "input": input, "frames": scored.frames, "video": scored.verdict() }))
 }

@@ -1,5 +1,7 @@
 //! `scmpl extract` and `scmpl detect` driven as a user would, on real media.
 
+#![cfg(feature = "pipeline")]
+
 mod common;
 
 use std::collections::HashMap;
@@ -35,7 +37,7 @@ fn carphone_every_frame_has_one_face_inside_the_frame() {
     let frows = records(&faces);
     assert_eq!(frows.len(), rows.len());
     for r in &frows {
-        let img = scmpl::crop::decode_image(&std::fs::read(out.path().join(col(r, &fh, "path"))).unwrap()).unwrap();
+        let img = common::decode_file(&out.path().join(col(r, &fh, "path")));
         assert_eq!(img.width, img.height);
     }
     let videos = records(&out.path().join("videos.csv"));
@@ -80,7 +82,7 @@ fn dfdc_fixture_manifests_match_the_metadata_and_every_path_decodes() {
         assert_eq!(col(r, &fh, "split"), "train");
         let p = col(r, &fh, "path");
         assert!(p.starts_with(&format!("faces/dfdc/{}/", col(r, &fh, "video_id"))), "{p}");
-        let img = scmpl::crop::decode_image(&std::fs::read(out.path().join(p)).unwrap()).expect("crop decodes");
+        let img = common::decode_file(&out.path().join(p));
         assert_eq!((img.width, img.height), (64, 64));
     }
     // The two-faces clip gives two faces per sampled frame.

@@ -1,21 +1,24 @@
 //! One smoke test per native piece, on real media: FFmpeg decodes, ONNX Runtime runs
 //! RetinaFace, OpenCV encodes and decodes. (libtorch's is in src/train/checkpoint.rs.)
 
+#![cfg(feature = "pipeline")]
+
 mod common;
 
-use scmpl::detect::{self, DetectorConfig};
-use scmpl::image::BgrImage;
-use scmpl::runtime::Device;
-use scmpl::video::{self, Sampling};
+use common::load;
+
+use scmpl::pipeline::detect::{self, DetectorConfig};
+use scmpl::pipeline::runtime::Device;
+use scmpl::pipeline::decode::{self, Sampling};
 
 #[test]
 fn ffmpeg_decodes_all_120_frames_of_carphone() {
     let path = common::media("carphone_pristine.mp4");
-    let info = video::probe(&path).unwrap();
+    let info = decode::probe(&path).unwrap();
     assert_eq!((info.width, info.height, info.frames), (176, 144, 120));
     assert_eq!(info.codec, "h264");
     let mut indices = Vec::new();
-    let summary = video::decode(&path, &info, &Sampling::All.pick(info.frames), video::DetectorCopy::Fit(640), 1, |f| {
+    let summary = decode::decode(&path, &info, &Sampling::All.pick(info.frames), decode::DetectorCopy::Fit(640), 1, |f| {
         assert_eq!((f.full.width, f.full.height), (176, 144));
         indices.push(f.index);
         true
@@ -27,19 +30,14 @@ fn ffmpeg_decodes_all_120_frames_of_carphone() {
 }
 
 fn detector_config() -> DetectorConfig {
-    scmpl::config::PipelineConfig::load(None).unwrap().detector
-}
-
-/// Loads a PNG/JPEG as BGR with OpenCV.
-fn load(name: &str) -> BgrImage {
-    scmpl::crop::decode_image(&std::fs::read(common::media(name)).unwrap()).unwrap()
+    common::detector_config("retinaface")
 }
 
 #[test]
 fn onnxruntime_runs_retinaface_on_a_batch_of_astronaut_frames() {
     let img = load("astronaut.png");
     assert_eq!((img.width, img.height), (512, 512));
-    let mut det = detect::build(&detector_config(), Device::Cpu, &scmpl::runtime::models_dir()).unwrap();
+    let mut det = detect::build(&detector_config(), Device::Cpu, &scmpl::pipeline::runtime::models_dir()).unwrap();
     let faces = det.detect(&[&img, &img, &img]).unwrap();
     assert_eq!(faces.len(), 3);
     for f in &faces {
@@ -54,7 +52,7 @@ fn onnxruntime_runs_retinaface_on_a_batch_of_astronaut_frames() {
 
 #[test]
 fn retinaface_finds_no_face_in_coffee_or_rocket() {
-    let mut det = detect::build(&detector_config(), Device::Cpu, &scmpl::runtime::models_dir()).unwrap();
+    let mut det = detect::build(&detector_config(), Device::Cpu, &scmpl::pipeline::runtime::models_dir()).unwrap();
     for name in ["coffee.png", "rocket.jpg"] {
         let img = load(name);
         let faces = det.detect(&[&img]).unwrap();
@@ -65,9 +63,9 @@ fn retinaface_finds_no_face_in_coffee_or_rocket() {
 #[test]
 fn opencv_png_round_trip_is_bit_exact() {
     let path = common::media("carphone_pristine.mp4");
-    let info = video::probe(&path).unwrap();
+    let info = decode::probe(&path).unwrap();
     let mut frame = None;
-    video::decode(&path, &info, &Sampling::Count(1).pick(info.frames), video::DetectorCopy::Fit(640), 1, |f| {
+    decode::decode(&path, &info, &Sampling::Count(1).pick(info.frames), decode::DetectorCopy::Fit(640), 1, |f| {
         frame = Some(f.full);
         false
     })
@@ -79,9 +77,9 @@ fn opencv_png_round_trip_is_bit_exact() {
         &frame.data,
     )
     .unwrap();
-    let png = scmpl::crop::encode(&mat, scmpl::crop::ImageFormat::Png).unwrap();
+    let png = scmpl::pipeline::crop::encode(&mat, scmpl::pipeline::crop::ImageFormat::Png).unwrap();
     assert_eq!(&png[1..4], b"PNG");
-    let back = scmpl::crop::decode_image(&png).unwrap();
+    let back = scmpl::pipeline::image::BgrImage::decode(&png).unwrap();
     assert_eq!((back.width, back.height), (176, 144));
     assert!(back.data == frame.data, "PNG is lossless");
 }
@@ -89,7 +87,7 @@ fn opencv_png_round_trip_is_bit_exact() {
 #[test]
 #[cfg(not(feature = "cuda"))]
 fn cuda_asked_for_and_absent_is_an_error_not_a_cpu_run() {
-    let err = detect::build(&detector_config(), Device::Cuda(0), &scmpl::runtime::models_dir()).err().expect("no CUDA here");
+    let err = detect::build(&detector_config(), Device::Cuda(0), &scmpl::pipeline::runtime::models_dir()).err().expect("no CUDA here");
     let msg = err.to_string();
     assert!(msg.contains("cuda") || msg.contains("CUDA"), "{msg}");
 }

@@ -1,5 +1,7 @@
 //! Single stages on their own: crop from detections, index, split, manifest tools.
 
+#![cfg(feature = "pipeline")]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -199,7 +201,7 @@ fn split_never_leaks_and_validate_catches_a_leak_made_by_hand() {
         r.split = if r.video_id == "bbbbbbbbbb" { "train".into() } else { "test".into() };
     }
     let leak_path = ex.join("leak.csv");
-    scmpl::index::write_faces(&leak_path, &leak).unwrap();
+    scmpl::manifest::write_all(&leak_path, &leak).unwrap();
     let o = run(&["manifest", "validate", s(&leak_path)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stdout).contains("leak"));

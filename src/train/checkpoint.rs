@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, TchError, Tensor};
 
-use super::teacher::TrainError;
+use super::TrainError;
 
 /// A checkpoint found on disk.
 #[derive(Debug, Clone)]
@@ -44,11 +44,7 @@ pub fn load_vars(vs: &mut nn::VarStore, path: &Path) -> Result<(), TrainError> {
     }
     if !diffs.is_empty() {
         diffs.truncate(12);
-        return Err(TrainError::Checkpoint(format!(
-            "{}: made for another architecture: {}",
-            path.display(),
-            diffs.join("; ")
-        )));
+        return Err(TrainError::OtherArchitecture { path: path.to_path_buf(), diffs: diffs.join("; ") });
     }
     tch::no_grad(|| -> Result<(), TchError> {
         for (name, var) in &vars {
@@ -108,8 +104,8 @@ pub fn latest(run: &Path) -> Result<Option<Checkpoint>, TrainError> {
     let state: serde_json::Value = std::fs::read_to_string(&state_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| TrainError::Checkpoint(format!("{}: missing or unreadable; the checkpoint is incomplete", state_path.display())))?;
-    let step = state["step"].as_u64().ok_or_else(|| TrainError::Checkpoint(format!("{}: no step", state_path.display())))?;
+        .ok_or_else(|| TrainError::IncompleteCheckpoint { path: state_path.clone(), reason: "missing or unreadable".into() })?;
+    let step = state["step"].as_u64().ok_or_else(|| TrainError::IncompleteCheckpoint { path: state_path.clone(), reason: "no step".into() })?;
     Ok(Some(Checkpoint {
         dir,
         step: step as usize,

@@ -69,3 +69,36 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The rows of a CSV file as maps from column name to value (header row excluded), so tests
+/// read columns by name.
+pub fn named_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let h = headers(path);
+    records(path).iter().map(|r| h.iter().zip(r.iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
+}
+
+/// The pipeline's default detector config (pipeline/default.toml) for detector `name`; MTCNN
+/// with facenet-pytorch's defaults and every face it returns kept (score threshold 0).
+#[cfg(feature = "pipeline")]
+pub fn detector_config(name: &str) -> scmpl::pipeline::detect::DetectorConfig {
+    let mut c = scmpl::pipeline::config::PipelineConfig::load(None).unwrap().detector;
+    c.name = name.into();
+    if name == "mtcnn" {
+        c.score_threshold = 0.0;
+        c.threads = 2;
+    }
+    c
+}
+
+/// A real test image (PNG/JPEG) as BGR, decoded with OpenCV.
+#[cfg(feature = "pipeline")]
+pub fn load(name: &str) -> scmpl::pipeline::image::BgrImage {
+    decode_file(&media(name))
+}
+
+/// Any image file as BGR, decoded with OpenCV; panics naming the file if it does not decode.
+#[cfg(feature = "pipeline")]
+pub fn decode_file(path: &Path) -> scmpl::pipeline::image::BgrImage {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    scmpl::pipeline::image::BgrImage::decode(&bytes).unwrap_or_else(|| panic!("{} does not decode", path.display()))
+}

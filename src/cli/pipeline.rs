@@ -1,0 +1,208 @@
+//! `extract`, `detect` and `crop`: their flags, overlaid on the pipeline config, and the run's
+//! summary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+
+use scmpl::pipeline::config::{ExtractSection, PipelineConfig};
+use scmpl::pipeline::scan::Shard;
+use scmpl::pipeline::{self, Mode, RunOptions, Summary};
+
+/// How faces are cut and stored; each overrides the same key of the config file.
+#[derive(Args)]
+pub struct CropFlags {
+    /// Crop rule: reference or margin:F.
+    #[arg(long)]
+    crop: Option<String>,
+    /// Resize crops to SIZE x SIZE (0: native size).
+    #[arg(long)]
+    size: Option<u32>,
+    /// png, jpeg or jpeg:Q.
+    #[arg(long)]
+    format: Option<String>,
+}
+
+impl CropFlags {
+    fn apply(&self, e: &mut ExtractSection) {
+        set(&mut e.crop, &self.crop);
+        set(&mut e.format, &self.format);
+        set(&mut e.size, &self.size);
+    }
+}
+
+/// Which videos a run takes, and how it shows progress: flags shared by every pipeline command.
+#[derive(Args)]
+pub struct RunFlags {
+    /// Process only shard K of N (K/N, stable hash of the video id).
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Re-run the videos an earlier run into --out failed on (their rows are replaced).
+    #[arg(long)]
+    retry_failed: bool,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Flags of `crop`.
+#[derive(Args)]
+pub struct CropArgs {
+    /// detections.csv written by detect or extract (videos.csv must be beside it).
+    #[arg(long)]
+    detections: PathBuf,
+    /// Output folder (not the detections' folder).
+    #[arg(long)]
+    out: PathBuf,
+    /// Pipeline config (TOML) overlaid on pipeline/default.toml (crop keys are used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    crops: CropFlags,
+    /// Videos decoded at once.
+    #[arg(long)]
+    workers: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+/// Flags of `extract` and `detect`; each overrides the same key of the config file.
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Video files or folders (walked recursively; DFDC metadata.json is read when present).
+    #[arg(required = true)]
+    videos: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Pipeline config (TOML) overlaid on pipeline/default.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Frames to sample: all, stride:N, count:N.
+    #[arg(long)]
+    sampling: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    #[command(flatten)]
+    crops: CropFlags,
+    /// all, or largest (one face per frame).
+    #[arg(long)]
+    faces: Option<String>,
+    /// Dataset name in the manifests (default: dfdc when a metadata.json is present, else videos).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Face detector: retinaface | mtcnn (facenet-pytorch's cascade; see pipeline/reference.toml).
+    #[arg(long)]
+    detector: Option<String>,
+    /// Minimum face score.
+    #[arg(long)]
+    score_threshold: Option<f32>,
+    /// Frames per detector call.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Detector input side (frames are letterboxed into it).
+    #[arg(long)]
+    input_size: Option<u32>,
+    /// Videos decoded at once.
+    #[arg(long)]
+    decode_workers: Option<usize>,
+    /// Threads cropping and encoding faces.
+    #[arg(long)]
+    crop_workers: Option<usize>,
+    /// Folder with the detector model files (default: models/).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+/// Overwrites `dst` with the flag's value when the flag was given.
+fn set<T: Clone>(dst: &mut T, flag: &Option<T>) {
+    if let Some(v) = flag {
+        *dst = v.clone();
+    }
+}
+
+impl PipelineArgs {
+    /// The config file (or the defaults) with the flags applied, validated.
+    pub fn config(&self) -> anyhow::Result<PipelineConfig> {
+        let mut c = PipelineConfig::load(self.config.as_deref())?;
+        let e = &mut c.extract;
+        set(&mut e.sampling, &self.sampling);
+        set(&mut e.device, &self.device);
+        set(&mut e.faces, &self.faces);
+        set(&mut e.dataset, &self.dataset);
+        set(&mut e.decode_workers, &self.decode_workers);
+        set(&mut e.crop_workers, &self.crop_workers);
+        self.crops.apply(e);
+        let d = &mut c.detector;
+        set(&mut d.name, &self.detector);
+        set(&mut d.score_threshold, &self.score_threshold);
+        set(&mut d.batch_size, &self.batch_size);
+        set(&mut d.input_size, &self.input_size);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl RunFlags {
+    fn options(&self, config: PipelineConfig, out: &Path, mode: Mode, models: PathBuf) -> RunOptions {
+        RunOptions {
+            config,
+            out: out.to_path_buf(),
+            shard: self.shard,
+            mode,
+            models,
+            progress: super::show_progress(self.no_progress),
+            retry_failed: self.retry_failed,
+        }
+    }
+}
+
+/// `scmpl extract` and `scmpl detect`.
+pub fn extract(args: PipelineArgs, mode: Mode) -> anyhow::Result<i32> {
+    let models = args.models.clone().unwrap_or_else(scmpl::pipeline::runtime::models_dir);
+    let opts = args.run.options(args.config()?, &args.out, mode, models);
+    let s = pipeline::run(&args.videos, &opts).with_context(|| format!("scmpl cannot run into {}", args.out.display()))?;
+    Ok(print_summary(&s, &args.out))
+}
+
+/// `scmpl crop`.
+pub fn crop(args: CropArgs) -> anyhow::Result<i32> {
+    let mut config = PipelineConfig::load(args.config.as_deref())?;
+    let e = &mut config.extract;
+    args.crops.apply(e);
+    if let Some(v) = args.workers {
+        e.decode_workers = v;
+        e.crop_workers = v;
+    }
+    config.validate()?;
+    let opts = args.run.options(config, &args.out, Mode::Extract, scmpl::pipeline::runtime::models_dir());
+    let s = pipeline::recrop::run(&args.detections, &opts).with_context(|| format!("scmpl cannot crop into {}", args.out.display()))?;
+    Ok(print_summary(&s, &args.out))
+}
+
+/// Prints a run's warnings, failures and totals; returns the exit code.
+fn print_summary(s: &Summary, out: &Path) -> i32 {
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &s.failures {
+        eprintln!("failed: {f}");
+    }
+    eprintln!(
+        "videos: {} ok ({} without faces), {} failed, {} already done; {} frames, {} faces in {:.1}s ({:.1} frames/s)",
+        s.videos_ok,
+        s.videos_without_faces,
+        s.failures.len(),
+        s.videos_skipped,
+        s.frames,
+        s.faces,
+        s.elapsed.as_secs_f64(),
+        s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9),
+    );
+    eprintln!("manifests: {}", out.display());
+    super::exit_code(s.any_failed())
+}

@@ -1,0 +1,295 @@
+//! `train ...`, `eval` and `export`: the training flags overlaid on the recipe, and how a run
+//! ended.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::output;
+use scmpl::exit;
+use scmpl::train::eval::GroupBy;
+use scmpl::train::model::Backbone;
+use scmpl::train::recipe::{Preset, Recipe, TrainSettings};
+use scmpl::train::run::baseline::Baseline;
+use scmpl::train::run::{self, RunReport};
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// The SupCon teacher: SupCon on encoder + head, then a linear classifier on the frozen encoder.
+    ///
+    /// Example: scmpl train teacher --config models/supcon-mpl.toml --manifest out/faces.csv --out runs/t1
+    Teacher(TrainArgs),
+    /// SupCon-MPL: the meta-pseudo-label loop (teacher from mpl.teacher, student new).
+    ///
+    /// Example: scmpl train mpl --config models/supcon-mpl.toml --teacher runs/t1 --out runs/mpl1
+    Mpl {
+        #[command(flatten)]
+        common: TrainArgs,
+        /// Teacher run folder (mpl.teacher).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// MPL steps (mpl.steps).
+        #[arg(long)]
+        mpl_steps: Option<usize>,
+        /// Labelled and unlabelled batch sizes, e.g. 64,448 (mpl.labelled_batch, mpl.unlabelled_batch).
+        #[arg(long, value_parser = parse_pair)]
+        mpl_batch: Option<(usize, usize)>,
+    },
+    /// Student fine-tuning: SupCon with true labels, then the classifier with CE (from finetune.student).
+    ///
+    /// Example: scmpl train finetune --student runs/mpl1 --out runs/ft1
+    Finetune {
+        #[command(flatten)]
+        common: TrainArgs,
+        /// MPL run folder (finetune.student).
+        #[arg(long)]
+        student: Option<PathBuf>,
+    },
+    /// Baselines: ce (backbone + fc, CE), supcon (the teacher alone), mpl (classic MPL, no SupCon).
+    ///
+    /// Example: scmpl train baseline ce --manifest faces.csv --out runs/ce
+    Baseline {
+        #[arg(value_enum)]
+        kind: Baseline,
+        #[command(flatten)]
+        common: TrainArgs,
+    },
+    /// Throughput of a SupCon teacher step on synthetic inputs, and of the data loader (for scripts/bench-train).
+    ///
+    /// Example: scmpl train bench --backbone resnet50 --batch 64 --size 64 --manifest out/fixture/faces.csv
+    Bench {
+        #[arg(long, value_enum, default_value = "resnet50")]
+        backbone: Backbone,
+        #[arg(long, default_value_t = 64)]
+        batch: i64,
+        #[arg(long, default_value_t = 64)]
+        size: i64,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Also time the loader on this faces.csv (split train).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Loader worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Build the small real-face training fixture (LFW faces and their face-swap-like manipulations).
+    ///
+    /// Example: scmpl train fixture --lfw tests/media/lfw_subset.npy --out out/fixture
+    Fixture {
+        /// scikit-image's lfw_subset.npy.
+        #[arg(long)]
+        lfw: PathBuf,
+        /// Also use the crops of this faces.csv as real faces.
+        #[arg(long)]
+        extra: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 777)]
+        seed: u64,
+    },
+}
+
+/// `A,B` as two numbers.
+fn parse_pair(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once(',').ok_or("expected LABELLED,UNLABELLED")?;
+    Ok((a.trim().parse().map_err(|e| format!("{a}: {e}"))?, b.trim().parse().map_err(|e| format!("{b}: {e}"))?))
+}
+
+/// Flags every training stage takes; each overrides its recipe key.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training recipe (TOML) overlaid on models/supcon-mpl.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// faces.csv to train on (data.manifest).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Run folder (run.out).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Encoder (model.backbone).
+    #[arg(long, value_enum)]
+    backbone: Option<Backbone>,
+    /// Torchvision-named encoder weights, safetensors (model.init).
+    #[arg(long)]
+    init: Option<String>,
+    /// cpu, cuda, cuda:N (run.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Input scaling and reference quirks (run.preset).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Steps of each SupCon and linear stage (teacher.* and finetune.*).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Batch size of each SupCon and linear stage (teacher.* and finetune.*).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Learning rate of every optimizer (teacher.lr).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Input side in pixels (data.image_size).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Stop after this many steps, checkpointed (run.stop_after).
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl TrainArgs {
+    /// The recipe with these flags applied (`extra` sets a stage's own keys), validated.
+    fn settings(&self, extra: impl FnOnce(&mut Recipe)) -> anyhow::Result<TrainSettings> {
+        let mut r = Recipe::load(self.config.as_deref())?;
+        if let Some(v) = &self.manifest { r.data.manifest = v.clone(); }
+        if let Some(v) = &self.out { r.run.out = v.clone(); }
+        if let Some(v) = self.backbone { r.model.backbone = v.as_str().into(); }
+        if let Some(v) = &self.init { r.model.init = v.clone(); }
+        if let Some(v) = &self.device { r.run.device = v.clone(); }
+        if let Some(v) = self.preset { r.run.preset = v.as_str().into(); }
+        if let Some(v) = self.steps {
+            (r.teacher.supcon_steps, r.teacher.linear_steps, r.finetune.supcon_steps, r.finetune.linear_steps) = (v, v, v, v);
+        }
+        if let Some(v) = self.batch {
+            (r.teacher.supcon_batch, r.teacher.linear_batch, r.finetune.supcon_batch, r.finetune.linear_batch) = (v, v, v, v);
+        }
+        if let Some(v) = self.image_size { r.data.image_size = v; }
+        if let Some(v) = self.lr { r.teacher.lr = v; r.mpl.lr = v; }
+        if let Some(v) = self.stop_after { r.run.stop_after = v; }
+        extra(&mut r);
+        Ok(r.validate()?)
+    }
+
+    fn progress(&self) -> bool {
+        super::show_progress(self.no_progress)
+    }
+}
+
+/// `scmpl train ...`.
+pub fn train(cmd: TrainCommand) -> anyhow::Result<i32> {
+    let report = match cmd {
+        TrainCommand::Bench { backbone, batch, size, steps, manifest, workers } => {
+            let step = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, tch::Device::Cpu);
+            output::line(format_args!("supcon_step_images_per_s {step:.1}"))?;
+            if let Some(m) = manifest {
+                let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, steps.max(4))?;
+                output::line(format_args!("loader_images_per_s {ips:.1}"))?;
+            }
+            return Ok(exit::OK);
+        }
+        TrainCommand::Fixture { lfw, extra, out, size, seed } => {
+            let path = scmpl::train::data::fixture::build(&lfw, extra.as_deref(), &out, size, seed)?;
+            eprintln!("fixture manifest: {}", path.display());
+            return Ok(exit::OK);
+        }
+        TrainCommand::Teacher(a) => run::supcon::run(&a.settings(|_| {})?, a.resume, a.progress())?,
+        TrainCommand::Mpl { common: a, teacher, mpl_steps, mpl_batch } => {
+            let settings = a.settings(|r| {
+                if let Some(v) = teacher { r.mpl.teacher = v; }
+                if let Some(v) = mpl_steps { r.mpl.steps = v; }
+                if let Some((l, u)) = mpl_batch { (r.mpl.labelled_batch, r.mpl.unlabelled_batch) = (l, u); }
+            })?;
+            run::mpl::run(&settings, a.resume, a.progress())?
+        }
+        TrainCommand::Finetune { common: a, student } => {
+            let settings = a.settings(|r| {
+                if let Some(v) = student { r.finetune.student = v; }
+            })?;
+            let plan = run::supcon::SupconPlan::finetune(&settings)?;
+            run::supcon::run_plan(&settings, &plan, a.resume, a.progress())?
+        }
+        TrainCommand::Baseline { kind, common: a } => run::baseline::run(kind, &a.settings(|_| {})?, a.resume, a.progress())?,
+    };
+    print_report(&report);
+    Ok(exit::OK)
+}
+
+/// Prints how a training run ended.
+fn print_report(rep: &RunReport) {
+    if rep.skipped_images > 0 {
+        eprintln!("warning: {} unreadable images skipped (listed above)", rep.skipped_images);
+    }
+    match rep.eval_accuracy {
+        Some(acc) => eprintln!("done at step {}: held-out accuracy {:.4} on {} images; run in {}", rep.last_step, acc, rep.eval_images, rep.run.display()),
+        None => eprintln!("stopped at step {} (checkpointed); continue with --resume; run in {}", rep.last_step, rep.run.display()),
+    }
+}
+
+/// Scoring protocols `eval` knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Also the reference's scoring: mean accuracy of 100 shuffled batches of 512, AUC from hard labels.
+    Paper,
+}
+
+/// Flags of `eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Run folder (recipe.toml + checkpoints/).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// faces.csv with labels.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// Group results by dataset, part or domain (the split column; `split` is accepted too).
+    #[arg(long, value_enum)]
+    by: Option<GroupBy>,
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Where metrics.csv and metrics.json go (default RUN/eval).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `scmpl eval`.
+pub fn eval(a: EvalArgs) -> anyhow::Result<i32> {
+    let out = a.out.unwrap_or_else(|| a.checkpoint.join("eval"));
+    let paper = a.protocol == Some(Protocol::Paper);
+    let reports = scmpl::train::eval::run(&a.checkpoint, &a.manifest, a.by, paper, &a.device, &out)?;
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "undefined".into());
+    output::line(format_args!("{:<16} {:<10} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8}", "domain", "level", "n", "accuracy", "auc", "eer", "ap", "logloss"))?;
+    for r in &reports {
+        for (level, m) in [("frame", &r.frame), ("video_mean", &r.video_mean), ("video_max", &r.video_max)] {
+            output::line(format_args!(
+                "{:<16} {:<10} {:>6} {:>8.4} {:>9} {:>9} {:>9} {:>8.4}",
+                r.domain, level, m.n, m.accuracy, f(m.auc), f(m.eer), f(m.ap), m.log_loss
+            ))?;
+        }
+        if r.frame.auc.is_none() {
+            output::line(format_args!(
+                "{:<16} AUC, EER and AP are undefined: the labels are all one class ({} real, {} fake)",
+                r.domain, r.frame.real, r.frame.fake
+            ))?;
+        }
+        if let Some(acc) = r.paper_accuracy {
+            output::line(format_args!("{:<16} paper protocol: accuracy {:.4} (100 batches of 512), hard-label AUC {}", r.domain, acc, f(r.paper_hard_auc)))?;
+        }
+    }
+    #[cfg(feature = "pipeline")]
+    {
+        let curves: Vec<(String, Vec<(f64, f64)>)> = reports.iter().filter(|r| r.frame.auc.is_some()).map(|r| (r.domain.clone(), r.roc.clone())).collect();
+        if !curves.is_empty() {
+            scmpl::tools::report::roc_chart(&curves, &out.join("roc.png"))?;
+        }
+    }
+    eprintln!("written {}/metrics.csv, metrics.json and roc.png", out.display());
+    Ok(exit::OK)
+}
+
+/// `scmpl export`.
+pub fn export(checkpoint: &Path, out: &Path) -> anyhow::Result<i32> {
+    for p in scmpl::train::export::export(checkpoint, out)? {
+        eprintln!("written {}", p.display());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,187 @@
+//! Cropping faces out of frames and encoding them (OpenCV).
+//!
+//! Crop rules: `reference` (the SupCon-MPL reference: square, made by extending the short side
+//! around the box centre, no margin) and `margin:F` (F × the box size added on each side, as
+//! the DFDC winner selimsef did with F = 1/3). Crops are clipped to the frame.
+
+use std::str::FromStr;
+
+use opencv::core::{Mat, Rect, Vec3b, Vector};
+use opencv::prelude::*;
+
+use crate::config::ParseError;
+use crate::pipeline::detect::Face;
+use crate::pipeline::image::BgrImage;
+
+/// How a detection box becomes a crop rectangle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CropRule {
+    Reference,
+    Margin(f32),
+}
+
+impl FromStr for CropRule {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.split_once(':') {
+            None if s == "reference" => Ok(CropRule::Reference),
+            Some(("margin", f)) => f
+                .parse::<f32>()
+                .ok()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(CropRule::Margin)
+                .ok_or_else(|| ParseError(format!("invalid crop margin '{f}': expected a number >= 0"))),
+            _ => Err(ParseError(format!("invalid crop rule '{s}': expected reference or margin:F"))),
+        }
+    }
+}
+
+impl std::fmt::Display for CropRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CropRule::Reference => write!(f, "reference"),
+            CropRule::Margin(m) => write!(f, "margin:{m}"),
+        }
+    }
+}
+
+/// Encoded image format of the crops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ImageFormat {
+    Png,
+    Jpeg(u8),
+}
+
+impl FromStr for ImageFormat {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s {
+            "png" => Ok(ImageFormat::Png),
+            "jpeg" | "jpg" => Ok(ImageFormat::Jpeg(95)),
+            other => other
+                .strip_prefix("jpeg:")
+                .and_then(|q| q.parse::<u8>().ok())
+                .filter(|q| (1..=100).contains(q))
+                .map(ImageFormat::Jpeg)
+                .ok_or_else(|| ParseError(format!("invalid image format '{s}': expected png, jpeg or jpeg:Q (1-100)"))),
+        }
+    }
+}
+
+impl ImageFormat {
+    pub fn extension(&self) -> &'static str {
+        match self {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpeg(_) => "jpg",
+        }
+    }
+}
+
+/// The pixel rectangle (x, y, width, height) cut out of a `width`×`height` frame for `face`.
+/// Never empty for a face inside the frame.
+pub fn crop_rect(face: &Face, rule: CropRule, width: usize, height: usize) -> (i32, i32, i32, i32) {
+    let (mut x1, mut y1, mut x2, mut y2) =
+        (face.x1.round() as i64, face.y1.round() as i64, face.x2.round() as i64, face.y2.round() as i64);
+    match rule {
+        CropRule::Reference => {
+            let (w, h) = (x2 - x1, y2 - y1);
+            if w > h {
+                let d = w - h;
+                y1 -= d / 2;
+                y2 += d - d / 2;
+            } else {
+                let d = h - w;
+                x1 -= d / 2;
+                x2 += d - d / 2;
+            }
+        }
+        CropRule::Margin(m) => {
+            let pw = ((x2 - x1) as f32 * m).round() as i64;
+            let ph = ((y2 - y1) as f32 * m).round() as i64;
+            x1 -= pw;
+            x2 += pw;
+            y1 -= ph;
+            y2 += ph;
+        }
+    }
+    let (w, h) = (width as i64, height as i64);
+    let x1 = x1.clamp(0, w - 1);
+    let y1 = y1.clamp(0, h - 1);
+    let x2 = x2.clamp(x1 + 1, w);
+    let y2 = y2.clamp(y1 + 1, h);
+    (x1 as i32, y1 as i32, (x2 - x1) as i32, (y2 - y1) as i32)
+}
+
+/// Cuts `face` out of `frame` with `rule`, resizes it to `size`² when `size` > 0, and encodes it.
+pub fn crop_and_encode(
+    frame: &BgrImage,
+    face: &Face,
+    rule: CropRule,
+    size: u32,
+    format: ImageFormat,
+) -> opencv::Result<Vec<u8>> {
+    let mat = Mat::new_rows_cols_with_bytes::<Vec3b>(frame.height as i32, frame.width as i32, &frame.data)?;
+    let (x, y, w, h) = crop_rect(face, rule, frame.width, frame.height);
+    let roi = Mat::roi(&mat, Rect::new(x, y, w, h))?;
+    let mut resized = Mat::default();
+    let out: &Mat = if size > 0 && (w != size as i32 || h != size as i32) {
+        let shrink = w > size as i32 || h > size as i32;
+        let interp = if shrink { opencv::imgproc::INTER_AREA } else { opencv::imgproc::INTER_CUBIC };
+        opencv::imgproc::resize(&roi, &mut resized, opencv::core::Size::new(size as i32, size as i32), 0.0, 0.0, interp)?;
+        &resized
+    } else {
+        resized = roi.try_clone()?;
+        &resized
+    };
+    encode(out, format)
+}
+
+/// Encodes a BGR Mat as PNG or JPEG.
+pub fn encode(mat: &impl opencv::core::ToInputArray, format: ImageFormat) -> opencv::Result<Vec<u8>> {
+    let mut buf = Vector::<u8>::new();
+    let (ext, params) = match format {
+        ImageFormat::Png => (".png", Vector::from_slice(&[opencv::imgcodecs::IMWRITE_PNG_COMPRESSION, 3])),
+        ImageFormat::Jpeg(q) => (".jpg", Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, q as i32])),
+    };
+    opencv::imgcodecs::imencode(ext, mat, &mut buf, &params)?;
+    Ok(buf.to_vec())
+}
+
+/// OpenCV's version, for `scmpl doctor`.
+pub fn opencv_version() -> String {
+    opencv::core::get_version_string().unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(x1: f32, y1: f32, x2: f32, y2: f32) -> Face {
+        Face { x1, y1, x2, y2, score: 1.0, landmarks: [0.0; 10] }
+    }
+
+    #[test]
+    fn rules_parse() {
+        assert_eq!("reference".parse::<CropRule>().unwrap(), CropRule::Reference);
+        assert_eq!("margin:0.25".parse::<CropRule>().unwrap(), CropRule::Margin(0.25));
+        assert!("margin:-1".parse::<CropRule>().is_err());
+        assert!("square".parse::<CropRule>().is_err());
+        assert_eq!("jpeg:80".parse::<ImageFormat>().unwrap(), ImageFormat::Jpeg(80));
+        assert!("gif".parse::<ImageFormat>().is_err());
+    }
+
+    #[test]
+    fn reference_rule_squares_by_extending_the_short_side() {
+        // 40 wide, 60 tall: extend width by 20, 10 each side.
+        assert_eq!(crop_rect(&face(100.0, 100.0, 140.0, 160.0), CropRule::Reference, 640, 480), (90, 100, 60, 60));
+        // 61 wide, 40 tall: height grows by 21 (10 above, 11 below).
+        assert_eq!(crop_rect(&face(10.0, 50.0, 71.0, 90.0), CropRule::Reference, 640, 480), (10, 40, 61, 61));
+    }
+
+    #[test]
+    fn margin_rule_adds_a_fraction_per_side_and_clips() {
+        assert_eq!(crop_rect(&face(100.0, 100.0, 160.0, 190.0), CropRule::Margin(1.0 / 3.0), 640, 480), (80, 70, 100, 150));
+        // Near the corner, clipped to the frame.
+        assert_eq!(crop_rect(&face(0.0, 0.0, 30.0, 30.0), CropRule::Margin(0.5), 100, 100), (0, 0, 45, 45));
+    }
+}

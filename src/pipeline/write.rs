@@ -1,0 +1,181 @@
+//! The write stage: collects each video's frames as they arrive (in any order), and when all
+//! have come, commits the video's rows to the manifests through the journal. Also where crops
+//! are written to disk.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::config::ExtractSettings;
+use super::crop;
+use super::detect::Face;
+use super::image::BgrImage;
+use super::journal::Journal;
+use super::scan::VideoJob;
+use super::workers::{Msg, VideoCtx};
+use super::{ExtractError, RunOptions, Summary};
+use crate::manifest::{self, round2, DetectionRow, FaceRow, VideoRow, VideoStatus};
+
+/// Where the crop of face `face` of frame `index` goes, relative to the output folder.
+pub fn crop_path(job: &VideoJob, index: u64, face: usize, ext: &str) -> String {
+    format!("faces/{}/{}/{:06}_{}.{}", job.dataset, job.video_id, index, face, ext)
+}
+
+/// Cuts, encodes and writes the crop of face `i` of frame `index`; returns its manifest path.
+pub(crate) fn write_crop(
+    dir: &Path,
+    job: &VideoJob,
+    index: u64,
+    i: usize,
+    frame: &BgrImage,
+    face: &Face,
+    settings: &ExtractSettings,
+) -> Result<String, String> {
+    let rel = crop_path(job, index, i, settings.format.extension());
+    let bytes = crop::crop_and_encode(frame, face, settings.crop, settings.size, settings.format)
+        .map_err(|e| format!("frame {index}: cannot crop or encode face {i}: {e}"))?;
+    let path = dir.join(&rel);
+    std::fs::create_dir_all(path.parent().expect("crop path has a folder"))
+        .and_then(|_| std::fs::write(&path, bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(rel)
+}
+
+/// A video whose frames are still arriving at the writer.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub frames: Vec<(u64, f64, Vec<(Face, Option<String>)>)>,
+    pub error: Option<String>,
+    pub end: Option<(u64, Option<String>, Option<String>)>,
+}
+
+pub(crate) fn write_stage(
+    rx: Receiver<Msg>,
+    journal: &mut Journal,
+    settings: &ExtractSettings,
+    opts: &RunOptions,
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), ExtractError> {
+    let mut pending: HashMap<*const VideoCtx, (Arc<VideoCtx>, Pending)> = HashMap::new();
+    let started = Instant::now();
+    for msg in rx {
+        let (video, key) = match &msg {
+            Msg::Cropped { video, .. } | Msg::End { video, .. } => (video.clone(), Arc::as_ptr(video)),
+            _ => unreachable!("the crop stage sends crops and ends"),
+        };
+        let entry = &mut pending.entry(key).or_insert_with(|| (video.clone(), Pending::default())).1;
+        match msg {
+            Msg::Cropped { index, pts, faces, error, .. } => {
+                if let Some(e) = error {
+                    entry.error.get_or_insert(e);
+                }
+                entry.frames.push((index, pts, faces));
+            }
+            Msg::End { sent, error, warning, .. } => entry.end = Some((sent, error, warning)),
+            _ => unreachable!(),
+        }
+        let complete = entry.end.as_ref().is_some_and(|(sent, ..)| entry.frames.len() as u64 == *sent);
+        if complete {
+            let (video, p) = pending.remove(&key).expect("present");
+            commit(&video, p, journal, settings, opts, summary)?;
+            bar.inc(1);
+            let fps = summary.frames as f64 / started.elapsed().as_secs_f64().max(1e-6);
+            bar.set_message(format!("{:.1} frames/s, {} faces, {} failed", fps, summary.faces, summary.videos_failed));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn commit(
+    video: &VideoCtx,
+    mut p: Pending,
+    journal: &mut Journal,
+    settings: &ExtractSettings,
+    opts: &RunOptions,
+    summary: &mut Summary,
+) -> Result<(), ExtractError> {
+    let job = &video.job;
+    let (_, end_error, warning) = p.end.take().expect("complete videos have ended");
+    let error = end_error.or(p.error.take());
+    let info = video.info.clone();
+    let mut row = VideoRow {
+        video_id: job.video_id.clone(),
+        path: manifest::relative_path(&job.path, &opts.out),
+        dataset: job.dataset.clone(),
+        part: job.part.clone(),
+        label: job.label,
+        original: job.original.clone(),
+        frames: info.as_ref().map_or(0, |i| i.frames),
+        fps: info.as_ref().map_or(0.0, |i| (i.fps * 1000.0).round() / 1000.0),
+        width: info.as_ref().map_or(0, |i| i.width),
+        height: info.as_ref().map_or(0, |i| i.height),
+        codec: info.as_ref().map_or(String::new(), |i| i.codec.clone()),
+        status: VideoStatus::Ok,
+        error: warning.clone().unwrap_or_default(),
+        faces: 0,
+    };
+    let mut detections = Vec::new();
+    let mut faces = Vec::new();
+    if let Some(e) = error {
+        // A failed video keeps no detection or face rows and no crops, only its videos.csv row.
+        row.status = VideoStatus::Failed;
+        row.error = e.clone();
+        let crops = opts.out.join("faces").join(&job.dataset).join(&job.video_id);
+        let _ = std::fs::remove_dir_all(crops);
+        summary.videos_failed += 1;
+        summary.failures.push(if e.contains(&*job.path.to_string_lossy()) { e } else { format!("{}: {e}", job.path.display()) });
+    } else {
+        p.frames.sort_by_key(|f| f.0);
+        for (index, pts, frame_faces) in &p.frames {
+            for (i, (face, crop)) in frame_faces.iter().enumerate() {
+                detections.push(DetectionRow {
+                    video_id: job.video_id.clone(),
+                    frame: *index,
+                    pts: (*pts * 1e6).round() / 1e6,
+                    face: i as u32,
+                    x1: round2(face.x1),
+                    y1: round2(face.y1),
+                    x2: round2(face.x2),
+                    y2: round2(face.y2),
+                    score: face.score,
+                    lm: face.landmarks.iter().map(|v| round2(*v).to_string()).collect::<Vec<_>>().join(" "),
+                    detector: settings.detector.name.clone(),
+                });
+                if let Some(path) = crop {
+                    faces.push(FaceRow {
+                        path: path.clone(),
+                        video_id: job.video_id.clone(),
+                        original: job.original.clone(),
+                        dataset: job.dataset.clone(),
+                        part: job.part.clone(),
+                        label: job.label,
+                        frame: *index,
+                        face: i as u32,
+                        x1: round2(face.x1),
+                        y1: round2(face.y1),
+                        x2: round2(face.x2),
+                        y2: round2(face.y2),
+                        score: face.score,
+                        split: job.split.clone(),
+                    });
+                }
+            }
+        }
+        row.faces = detections.len() as u64;
+        summary.videos_ok += 1;
+        summary.frames += p.frames.len() as u64;
+        summary.faces += detections.len() as u64;
+        if detections.is_empty() {
+            summary.videos_without_faces += 1;
+        }
+        if let Some(w) = warning {
+            summary.warnings.push(format!("{}: {w}", job.path.display()));
+        }
+    }
+    journal.commit(&row, &detections, &faces)?;
+    Ok(())
+}
