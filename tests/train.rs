@@ -277,6 +277,7 @@ fn teacher_then_mpl_then_finetune_runs_end_to_end_and_mpl_resumes_exactly() {
 }
 
 /// A teacher run of a few steps (resnet18, 64 px): enough to load and score with.
+#[cfg(feature = "pipeline")]
 fn tiny_run(dir: &Path) -> std::path::PathBuf {
     let manifest = fixture(dir);
     let out = dir.join("tiny");

@@ -1,6 +1,6 @@
 //! `index`, `split`, `manifest ...`, `report` and `doctor`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -199,7 +199,7 @@ pub fn manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
 
 /// `scmpl report RUN`.
 #[cfg(feature = "pipeline")]
-pub fn report(run: &Path) -> anyhow::Result<i32> {
+pub fn report(run: &std::path::Path) -> anyhow::Result<i32> {
     let p = scmpl::tools::report::training_curves(run)?;
     eprintln!("training curves: {}", p.display());
     Ok(exit::OK)

@@ -62,41 +62,7 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
         by_video.entry(d.video_id.clone()).or_default().entry(d.frame).or_default().push((d.face, face));
     }
     let mut summary = Summary::default();
-    let mut work = Vec::new();
-    for row in videos {
-        if opts.shard.is_some_and(|s| !s.keeps(&row.video_id)) {
-            continue;
-        }
-        summary.videos_found += 1;
-        if journal.is_finished(&row.video_id) {
-            summary.videos_skipped += 1;
-            continue;
-        }
-        let path = src.join(&row.path);
-        let job = VideoJob {
-            split: scan::dfdc_split(&path).unwrap_or_default(),
-            path,
-            video_id: row.video_id.clone(),
-            dataset: row.dataset.clone(),
-            part: row.part.clone(),
-            label: row.label,
-            original: row.original.clone(),
-        };
-        let frames = by_video
-            .remove(&row.video_id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(f, mut faces)| {
-                faces.sort_by_key(|(i, _)| *i);
-                (f, faces.into_iter().map(|(_, face)| face).collect())
-            })
-            .collect();
-        work.push(Work { row, job, frames });
-    }
-    for id in by_video.keys() {
-        summary.warnings.push(format!("{}: detections of video '{id}', which videos.csv does not list; ignored", detections.display()));
-    }
-
+    let work = plan(videos, by_video, src, detections, opts, &journal, &mut summary);
     let bar = super::progress_bar(work.len() as u64, opts.progress);
     let (job_tx, job_rx) = bounded::<Work>(settings.queue_frames);
     let (done_tx, done_rx) = bounded::<(VideoCtx, Pending)>(settings.queue_frames);
@@ -133,6 +99,54 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
     result?;
     summary.elapsed = start.elapsed();
     Ok(summary)
+}
+
+/// The videos of `videos.csv` this run re-crops (in this shard, not finished yet), each with
+/// its detections by frame. Detections of videos `videos.csv` does not list are warned about.
+fn plan(
+    videos: Vec<VideoRow>,
+    mut by_video: HashMap<String, BTreeMap<u64, Vec<(u32, Face)>>>,
+    src: &Path,
+    detections: &Path,
+    opts: &RunOptions,
+    journal: &Journal,
+    summary: &mut Summary,
+) -> Vec<Work> {
+    let mut work = Vec::new();
+    for row in videos {
+        if opts.shard.is_some_and(|s| !s.keeps(&row.video_id)) {
+            continue;
+        }
+        summary.videos_found += 1;
+        if journal.is_finished(&row.video_id) {
+            summary.videos_skipped += 1;
+            continue;
+        }
+        let path = src.join(&row.path);
+        let job = VideoJob {
+            split: scan::dfdc_split(&path).unwrap_or_default(),
+            path,
+            video_id: row.video_id.clone(),
+            dataset: row.dataset.clone(),
+            part: row.part.clone(),
+            label: row.label,
+            original: row.original.clone(),
+        };
+        let frames = by_video
+            .remove(&row.video_id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(f, mut faces)| {
+                faces.sort_by_key(|(i, _)| *i);
+                (f, faces.into_iter().map(|(_, face)| face).collect())
+            })
+            .collect();
+        work.push(Work { row, job, frames });
+    }
+    for id in by_video.keys() {
+        summary.warnings.push(format!("{}: detections of video '{id}', which videos.csv does not list; ignored", detections.display()));
+    }
+    work
 }
 
 /// Decodes the frames of one video that have detections and crops their faces.

@@ -90,6 +90,72 @@ pub(crate) fn write_stage(
     Ok(())
 }
 
+/// The `videos.csv` row of a video (status ok, no faces yet).
+fn video_row(video: &VideoCtx, out: &Path, warning: Option<&str>) -> VideoRow {
+    let (job, info) = (&video.job, video.info.as_ref());
+    VideoRow {
+        video_id: job.video_id.clone(),
+        path: manifest::relative_path(&job.path, out),
+        dataset: job.dataset.clone(),
+        part: job.part.clone(),
+        label: job.label,
+        original: job.original.clone(),
+        frames: info.map_or(0, |i| i.frames),
+        fps: info.map_or(0.0, |i| (i.fps * 1000.0).round() / 1000.0),
+        width: info.map_or(0, |i| i.width),
+        height: info.map_or(0, |i| i.height),
+        codec: info.map_or(String::new(), |i| i.codec.clone()),
+        status: VideoStatus::Ok,
+        error: warning.unwrap_or_default().to_string(),
+        faces: 0,
+    }
+}
+
+/// The `detections.csv` and `faces.csv` rows of a video's frames (in frame order).
+fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(Face, Option<String>)>)], detector: &str) -> (Vec<DetectionRow>, Vec<FaceRow>) {
+    let mut detections = Vec::new();
+    let mut faces = Vec::new();
+    for (index, pts, frame_faces) in frames {
+        for (i, (face, crop)) in frame_faces.iter().enumerate() {
+            let (x1, y1, x2, y2) = (round2(face.x1), round2(face.y1), round2(face.x2), round2(face.y2));
+            detections.push(DetectionRow {
+                video_id: job.video_id.clone(),
+                frame: *index,
+                pts: (*pts * 1e6).round() / 1e6,
+                face: i as u32,
+                x1,
+                y1,
+                x2,
+                y2,
+                score: face.score,
+                lm: face.landmarks.iter().map(|v| round2(*v).to_string()).collect::<Vec<_>>().join(" "),
+                detector: detector.to_string(),
+            });
+            if let Some(path) = crop {
+                faces.push(FaceRow {
+                    path: path.clone(),
+                    video_id: job.video_id.clone(),
+                    original: job.original.clone(),
+                    dataset: job.dataset.clone(),
+                    part: job.part.clone(),
+                    label: job.label,
+                    frame: *index,
+                    face: i as u32,
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                    score: face.score,
+                    split: job.split.clone(),
+                });
+            }
+        }
+    }
+    (detections, faces)
+}
+
+/// Commits a complete video: its rows to the manifests through the journal, and the summary.
+/// A failed video keeps no detection or face rows and no crops, only its `videos.csv` row.
 pub(crate) fn commit(
     video: &VideoCtx,
     mut p: Pending,
@@ -101,27 +167,9 @@ pub(crate) fn commit(
     let job = &video.job;
     let (_, end_error, warning) = p.end.take().expect("complete videos have ended");
     let error = end_error.or(p.error.take());
-    let info = video.info.clone();
-    let mut row = VideoRow {
-        video_id: job.video_id.clone(),
-        path: manifest::relative_path(&job.path, &opts.out),
-        dataset: job.dataset.clone(),
-        part: job.part.clone(),
-        label: job.label,
-        original: job.original.clone(),
-        frames: info.as_ref().map_or(0, |i| i.frames),
-        fps: info.as_ref().map_or(0.0, |i| (i.fps * 1000.0).round() / 1000.0),
-        width: info.as_ref().map_or(0, |i| i.width),
-        height: info.as_ref().map_or(0, |i| i.height),
-        codec: info.as_ref().map_or(String::new(), |i| i.codec.clone()),
-        status: VideoStatus::Ok,
-        error: warning.clone().unwrap_or_default(),
-        faces: 0,
-    };
-    let mut detections = Vec::new();
-    let mut faces = Vec::new();
+    let mut row = video_row(video, &opts.out, warning.as_deref());
+    let (mut detections, mut faces) = (Vec::new(), Vec::new());
     if let Some(e) = error {
-        // A failed video keeps no detection or face rows and no crops, only its videos.csv row.
         row.status = VideoStatus::Failed;
         row.error = e.clone();
         let crops = opts.out.join("faces").join(&job.dataset).join(&job.video_id);
@@ -130,41 +178,7 @@ pub(crate) fn commit(
         summary.failures.push(if e.contains(&*job.path.to_string_lossy()) { e } else { format!("{}: {e}", job.path.display()) });
     } else {
         p.frames.sort_by_key(|f| f.0);
-        for (index, pts, frame_faces) in &p.frames {
-            for (i, (face, crop)) in frame_faces.iter().enumerate() {
-                detections.push(DetectionRow {
-                    video_id: job.video_id.clone(),
-                    frame: *index,
-                    pts: (*pts * 1e6).round() / 1e6,
-                    face: i as u32,
-                    x1: round2(face.x1),
-                    y1: round2(face.y1),
-                    x2: round2(face.x2),
-                    y2: round2(face.y2),
-                    score: face.score,
-                    lm: face.landmarks.iter().map(|v| round2(*v).to_string()).collect::<Vec<_>>().join(" "),
-                    detector: settings.detector.name.clone(),
-                });
-                if let Some(path) = crop {
-                    faces.push(FaceRow {
-                        path: path.clone(),
-                        video_id: job.video_id.clone(),
-                        original: job.original.clone(),
-                        dataset: job.dataset.clone(),
-                        part: job.part.clone(),
-                        label: job.label,
-                        frame: *index,
-                        face: i as u32,
-                        x1: round2(face.x1),
-                        y1: round2(face.y1),
-                        x2: round2(face.x2),
-                        y2: round2(face.y2),
-                        score: face.score,
-                        split: job.split.clone(),
-                    });
-                }
-            }
-        }
+        (detections, faces) = face_rows(job, &p.frames, &settings.detector.name);
         row.faces = detections.len() as u64;
         summary.videos_ok += 1;
         summary.frames += p.frames.len() as u64;

@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 
 use super::{finish, progress_bar, report_skipped, stop_step, tensors, train_spec, RunDir, RunReport};
 use crate::train::checkpoint;
-use crate::train::data::{self, Loader};
+use crate::train::data::{self, Batch, Loader};
 use crate::train::loss;
 use crate::train::model::{self, Classifier, SupConNet};
 use crate::train::optim::Adam;
@@ -107,7 +107,6 @@ pub fn run(settings: &TrainSettings, resume: bool, progress: bool) -> Result<Run
 /// Runs (or resumes) SupCon + linear stages as `plan` says.
 pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progress: bool) -> Result<RunReport, TrainError> {
     let recipe = &settings.recipe;
-    let preset = settings.preset;
     let device = settings.torch_device()?;
     let t = plan;
     let total = t.supcon_steps + t.linear_steps;
@@ -143,17 +142,10 @@ pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progr
             let step = batch.step + 1;
             let began = Instant::now();
             skipped += report_skipped(&batch);
-            let (x, y) = tensors(&batch, device, preset);
-            let z = m.net.project(&m.net.features(&x, true));
-            let n = batch.n as i64;
-            // [2n, d] view-major -> [n, 2, d]
-            let features = Tensor::stack(&[z.narrow(0, 0, n), z.narrow(0, n, n)], 1);
-            let l = loss::supcon(&features, &y, recipe.teacher.temperature, recipe.teacher.base_temperature)?;
-            let value = l.double_value(&[]);
+            let value = supcon_step(&mut m, &batch, settings, device)?;
             if !value.is_finite() {
                 return Err(TrainError::NotFinite { step, what: "SupCon loss", value, checkpoint: last_ck });
             }
-            m.opt_net.backward_step(&l);
             let ips = (2 * batch.n) as f64 / began.elapsed().as_secs_f64();
             metrics.row(format_args!("{step},supcon,{value:.9},,{ips:.1}"))?;
             bar.set_position(step as u64);
@@ -172,16 +164,10 @@ pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progr
             let step = batch.step + 1 + t.supcon_steps;
             let began = Instant::now();
             skipped += report_skipped(&batch);
-            let (x, y) = tensors(&batch, device, preset);
-            let f = tch::no_grad(|| m.net.features(&x, t.bn_train_in_linear));
-            let logits = m.cls.forward(&f);
-            let l = loss::cross_entropy(&logits, &y)?;
-            let value = l.double_value(&[]);
+            let (value, acc) = linear_step(&mut m, &batch, settings, device, t.bn_train_in_linear)?;
             if !value.is_finite() {
                 return Err(TrainError::NotFinite { step, what: "cross-entropy", value, checkpoint: last_ck });
             }
-            m.opt_cls.backward_step(&l);
-            let acc = loss::accuracy(&logits, &y);
             let ips = batch.n as f64 / began.elapsed().as_secs_f64();
             metrics.row(format_args!("{step},linear,{value:.9},{acc:.6},{ips:.1}"))?;
             bar.set_position(step as u64);
@@ -199,6 +185,37 @@ pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progr
         finish(&dir, &mut report, (&m.net, &m.cls), &eval, settings, device, serde_json::json!({}))?;
     }
     Ok(report)
+}
+
+/// One SupCon step on the two views of `batch` (encoder + head); the optimizer steps only on a
+/// finite loss, which is returned.
+fn supcon_step(m: &mut Models, batch: &Batch, settings: &TrainSettings, device: Device) -> Result<f64, TrainError> {
+    let (x, y) = tensors(batch, device, settings.preset);
+    let z = m.net.project(&m.net.features(&x, true));
+    let n = batch.n as i64;
+    // [2n, d] view-major -> [n, 2, d]
+    let features = Tensor::stack(&[z.narrow(0, 0, n), z.narrow(0, n, n)], 1);
+    let t = &settings.recipe.teacher;
+    let l = loss::supcon(&features, &y, t.temperature, t.base_temperature)?;
+    let value = l.double_value(&[]);
+    if value.is_finite() {
+        m.opt_net.backward_step(&l);
+    }
+    Ok(value)
+}
+
+/// One step of the linear classifier on the frozen encoder; (loss, accuracy). The optimizer
+/// steps only on a finite loss.
+fn linear_step(m: &mut Models, batch: &Batch, settings: &TrainSettings, device: Device, bn_train: bool) -> Result<(f64, f64), TrainError> {
+    let (x, y) = tensors(batch, device, settings.preset);
+    let f = tch::no_grad(|| m.net.features(&x, bn_train));
+    let logits = m.cls.forward(&f);
+    let l = loss::cross_entropy(&logits, &y)?;
+    let value = l.double_value(&[]);
+    if value.is_finite() {
+        m.opt_cls.backward_step(&l);
+    }
+    Ok((value, loss::accuracy(&logits, &y)))
 }
 
 fn save(dir: &RunDir, m: &Models, step: usize, t: &SupconPlan) -> Result<String, TrainError> {
