@@ -9,7 +9,8 @@
 //! - [`manifest`]: the CSV contract (rows, atomic writers, path rules);
 //! - [`tools`]: index, split, merge, validate, stats, export, report, doctor;
 //! - [`predict`]: a trained run applied to new videos and images (both halves);
-//! - shared pieces: [`config`] (TOML overlays), [`device`], [`hash`], [`metrics`].
+//! - shared pieces: [`config`] (TOML overlays), [`device`], [`hash`], [`metrics`], [`shard`]
+//!   (splitting a dataset over machines, and the marker of a finished shard).
 //!
 //! The `scmpl` binary (`src/main.rs`, `src/cli/`) only parses flags, calls these, and maps the result to an
 //! exit code ([`exit`]).
@@ -19,6 +20,7 @@ pub mod device;
 pub mod hash;
 pub mod manifest;
 pub mod metrics;
+pub mod shard;
 pub mod tools;
 
 #[cfg(feature = "pipeline")]

@@ -24,8 +24,21 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) if cli::output::is_closed(&e) => ExitCode::from(exit::OK as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(exit::CANNOT_RUN as u8)
         }
     }
+}
+
+/// The error and its causes in one line, each said once: a cause whose text its error already
+/// holds (an I/O error quoted in its file's message) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }

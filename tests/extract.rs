@@ -142,9 +142,11 @@ fn retry_failed_redoes_only_the_failed_videos_and_a_busy_folder_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let faces_before = std::fs::read(out.join("faces.csv")).unwrap();
     std::fs::copy(media("carphone_distorted.mp4"), videos.join("clip.mp4")).unwrap();
-    // Without the flag the failed video counts as done.
+    // Without the flag the failed video counts as done, and the rerun still says the folder
+    // holds a failure (exit 2, listed again).
     let o = common::scmpl().args(args(&[])).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("failed (earlier run") && stderr(&o).contains("clip.mp4"), "{}", stderr(&o));
     assert_eq!(std::fs::read(out.join("faces.csv")).unwrap(), faces_before);
     // While another process holds the folder, a run is refused before touching anything.
     let lock = std::fs::OpenOptions::new().write(true).open(out.join(".lock")).unwrap();
@@ -299,7 +301,7 @@ fn shards_together_equal_the_unsharded_run_and_detect_equals_extract_detections(
     for k in 0..3 {
         let out = base.path().join(format!("s{k}"));
         go(out.to_str().unwrap(), &["--shard", &format!("{k}/3")]);
-        merged.extend(sorted_lines(&out.join("faces.csv")));
+        merged.extend(sorted_lines(&out.join(format!("shards/{k}-of-3/faces.csv"))));
     }
     merged.sort();
     assert_eq!(merged, sorted_lines(&all.join("faces.csv")));

@@ -67,10 +67,10 @@ fn shards_merged_equal_the_unsharded_run() {
     let all = d.path().join("all");
     assert_eq!(run(&["extract", s(&input), "--out", s(&all), "--sampling", "count:4"]).status.code(), Some(0));
     let mut parts = Vec::new();
+    let sharded = d.path().join("sharded");
     for k in 0..3 {
-        let out = d.path().join(format!("s{k}"));
-        assert_eq!(run(&["extract", s(&input), "--out", s(&out), "--sampling", "count:4", "--shard", &format!("{k}/3")]).status.code(), Some(0));
-        parts.push(out.join("faces.csv"));
+        assert_eq!(run(&["extract", s(&input), "--out", s(&sharded), "--sampling", "count:4", "--shard", &format!("{k}/3")]).status.code(), Some(0));
+        parts.push(sharded.join(format!("shards/{k}-of-3/faces.csv")));
     }
     let merged = d.path().join("faces.csv");
     let mut args = vec!["manifest", "merge"];
@@ -98,6 +98,36 @@ fn shards_merged_equal_the_unsharded_run() {
     assert_eq!(read_rows::<FaceRow>(&twice).unwrap().len(), read_rows::<FaceRow>(&parts[0]).unwrap().len());
     let o = run(&["manifest", "validate", s(&merged)]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    // Whole shard folders: all three manifests, equal to the unsharded run's once paths are resolved.
+    let shard_dirs: Vec<PathBuf> = (0..3).map(|k| sharded.join(format!("shards/{k}-of-3"))).collect();
+    let folder = d.path().join("merged");
+    let mut args = vec!["manifest", "merge"];
+    args.extend(shard_dirs.iter().map(|p| s(p)));
+    args.extend(["--out", s(&folder)]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(key(&folder.join("faces.csv")), key(&all.join("faces.csv")));
+    assert_eq!(sorted_lines(&folder.join("detections.csv")), sorted_lines(&all.join("detections.csv")));
+    let video_rows = |csv: &Path| -> Vec<String> {
+        let mut v: Vec<String> = common::named_rows(csv).into_iter().map(|r| format!("{}|{}|{}|{}", r["video_id"], r["status"], r["faces"], r["original"])).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(video_rows(&folder.join("videos.csv")), video_rows(&all.join("videos.csv")));
+    for r in common::named_rows(&folder.join("videos.csv")) {
+        assert!(folder.join(&r["path"]).is_file(), "{} resolves from the merged folder", r["path"]);
+    }
+    // A set with a shard missing, or one not finished, is refused, naming it; --allow-partial merges the rest.
+    let o = run(&["manifest", "merge", s(&shard_dirs[0]), s(&shard_dirs[2]), "--out", s(&d.path().join("m2"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("shard 1 of 3: missing"), "{}", stderr(&o));
+    std::fs::remove_file(shard_dirs[2].join("shard.json")).unwrap();
+    let o = run(&["manifest", "merge", s(&shard_dirs[0]), s(&shard_dirs[1]), s(&shard_dirs[2]), "--out", s(&d.path().join("m3"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("2-of-3: unfinished"), "{}", stderr(&o));
+    let o = run(&["manifest", "merge", s(&shard_dirs[0]), s(&shard_dirs[1]), s(&shard_dirs[2]), "--out", s(&d.path().join("m3")), "--allow-partial"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("left out") && stderr(&o).contains("2-of-3"), "{}", stderr(&o));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use scmpl::pipeline::config::{ExtractSection, PipelineConfig};
-use scmpl::pipeline::scan::Shard;
+use scmpl::shard::ShardSpec;
 use scmpl::pipeline::{self, Mode, RunOptions, Summary};
 
 /// How faces are cut and stored; each overrides the same key of the config file.
@@ -35,9 +35,11 @@ impl CropFlags {
 /// Which videos a run takes, and how it shows progress: flags shared by every pipeline command.
 #[derive(Args)]
 pub struct RunFlags {
-    /// Process only shard K of N (K/N, stable hash of the video id).
+    /// Process only shard K of N (stable hash of the original's id: a DFDC original and its
+    /// fakes share a shard) into OUT/shards/K-of-N/. auto/N: K from SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX (see scripts/cluster/README.md).
     #[arg(long)]
-    shard: Option<Shard>,
+    shard: Option<ShardSpec>,
     /// Re-run the videos an earlier run into --out failed on (their rows are replaced).
     #[arg(long)]
     retry_failed: bool,
@@ -148,25 +150,27 @@ impl PipelineArgs {
 }
 
 impl RunFlags {
-    fn options(&self, config: PipelineConfig, out: &Path, mode: Mode, models: PathBuf) -> RunOptions {
-        RunOptions {
+    /// The run's options; a sharded run goes into its shard's folder under `out`.
+    fn options(&self, config: PipelineConfig, out: &Path, mode: Mode, models: PathBuf) -> anyhow::Result<RunOptions> {
+        let shard = self.shard.map(|s| s.resolve(|name| std::env::var(name).ok())).transpose()?;
+        Ok(RunOptions {
             config,
-            out: out.to_path_buf(),
-            shard: self.shard,
+            out: shard.map_or_else(|| out.to_path_buf(), |s| s.folder(out)),
+            shard,
             mode,
             models,
             progress: super::show_progress(self.no_progress),
             retry_failed: self.retry_failed,
-        }
+        })
     }
 }
 
 /// `scmpl extract` and `scmpl detect`.
 pub fn extract(args: PipelineArgs, mode: Mode) -> anyhow::Result<i32> {
     let models = args.models.clone().unwrap_or_else(scmpl::pipeline::runtime::models_dir);
-    let opts = args.run.options(args.config()?, &args.out, mode, models);
-    let s = pipeline::run(&args.videos, &opts).with_context(|| format!("scmpl cannot run into {}", args.out.display()))?;
-    Ok(print_summary(&s, &args.out))
+    let opts = args.run.options(args.config()?, &args.out, mode, models)?;
+    let s = pipeline::run(&args.videos, &opts).with_context(|| format!("scmpl cannot run into {}", opts.out.display()))?;
+    Ok(print_summary(&s, &opts.out))
 }
 
 /// `scmpl crop`.
@@ -179,9 +183,9 @@ pub fn crop(args: CropArgs) -> anyhow::Result<i32> {
         e.crop_workers = v;
     }
     config.validate()?;
-    let opts = args.run.options(config, &args.out, Mode::Extract, scmpl::pipeline::runtime::models_dir());
-    let s = pipeline::recrop::run(&args.detections, &opts).with_context(|| format!("scmpl cannot crop into {}", args.out.display()))?;
-    Ok(print_summary(&s, &args.out))
+    let opts = args.run.options(config, &args.out, Mode::Extract, scmpl::pipeline::runtime::models_dir())?;
+    let s = pipeline::recrop::run(&args.detections, &opts).with_context(|| format!("scmpl cannot crop into {}", opts.out.display()))?;
+    Ok(print_summary(&s, &opts.out))
 }
 
 /// Prints a run's warnings, failures and totals; returns the exit code.
@@ -189,13 +193,21 @@ fn print_summary(s: &Summary, out: &Path) -> i32 {
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
+    for p in &s.partial {
+        eprintln!("partial: {p}");
+    }
     for f in &s.failures {
         eprintln!("failed: {f}");
     }
+    for f in &s.failed_earlier {
+        eprintln!("failed (earlier run; --retry-failed redoes it): {f}");
+    }
+    let earlier = if s.failed_earlier.is_empty() { String::new() } else { format!(" (+{} failed in earlier runs)", s.failed_earlier.len()) };
     eprintln!(
-        "videos: {} ok ({} without faces), {} failed, {} already done; {} frames, {} faces in {:.1}s ({:.1} frames/s)",
+        "videos: {} ok ({} without faces, {} partial), {} failed{earlier}, {} already done; {} frames, {} faces in {:.1}s ({:.1} frames/s)",
         s.videos_ok,
         s.videos_without_faces,
+        s.partial.len(),
         s.failures.len(),
         s.videos_skipped,
         s.frames,

@@ -59,14 +59,22 @@ pub struct SplitArgs {
 
 #[derive(Subcommand)]
 pub enum ManifestCommand {
-    /// Merge faces.csv files (shard outputs) into one; conflicting duplicates are refused.
+    /// Merge shard folders (all three manifests; only a complete set of finished shards made
+    /// with one config), or faces.csv files, into one; conflicting duplicates are refused.
+    ///
+    /// Example: scmpl manifest merge OUT/shards/* --out OUT/merged
     ///
     /// Example: scmpl manifest merge s0/faces.csv s1/faces.csv --out all/faces.csv
     Merge {
+        /// Shard folders (OUT/shards/K-of-N) or faces.csv files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A folder for shard folders, a faces.csv for faces.csv files.
         #[arg(long)]
         out: PathBuf,
+        /// Merge the finished shards of an incomplete set, listing what is left out.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Check schema, paths (inside the root, existing, decoding), labels and split leaks; exit 2 on problems.
     ///
@@ -153,7 +161,18 @@ pub fn split(a: SplitArgs) -> anyhow::Result<i32> {
 /// `scmpl manifest ...`.
 pub fn manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
     match cmd {
-        ManifestCommand::Merge { files, out } => {
+        ManifestCommand::Merge { files, out, allow_partial } if files.iter().all(|f| f.is_dir()) => {
+            let r = scmpl::tools::merge::merge_shards(&files, &out, allow_partial)?;
+            for l in &r.left_out {
+                eprintln!("left out: {l}");
+            }
+            eprintln!(
+                "merged shards {:?} of {}: {} videos, {} detections, {} faces in {}",
+                r.shards, r.count, r.videos, r.detections, r.faces, out.display()
+            );
+            Ok(super::exit_code(!r.left_out.is_empty()))
+        }
+        ManifestCommand::Merge { files, out, .. } => {
             let n = scmpl::tools::merge::merge_faces(&files, &out)?;
             eprintln!("merged {} files: {n} rows in {}", files.len(), out.display());
             Ok(exit::OK)

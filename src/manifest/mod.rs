@@ -22,7 +22,20 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum VideoStatus {
     Ok,
+    /// Truncated or corrupt: the frames before the damage were processed (`error` says where).
+    Partial,
     Failed,
+}
+
+impl VideoStatus {
+    /// The name in `videos.csv` and the journal.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            VideoStatus::Ok => "ok",
+            VideoStatus::Partial => "partial",
+            VideoStatus::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,8 +23,8 @@ pub enum VideoError {
     NoVideoStream { path: PathBuf },
     #[error("{path}: cannot decode {codec}: {reason}")]
     Codec { path: PathBuf, codec: String, reason: String },
-    #[error("{path}: invalid frame size {width}x{height}")]
-    BadSize { path: PathBuf, width: u32, height: u32 },
+    #[error("{path}: not a regular file ({kind}); give video files or folders")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{path}: no frame could be decoded{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     NoFrames { path: PathBuf, reason: Option<String> },
     #[error("{path}: decoding stopped at frame {frame}: {reason}")]
@@ -146,12 +146,52 @@ pub fn ffmpeg_versions() -> String {
     )
 }
 
-fn open(path: &Path) -> Result<ffmpeg::format::context::Input, VideoError> {
-    init();
-    if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
-        return Err(VideoError::Open { path: path.into(), reason: "file is empty (0 bytes)".into() });
+/// What kind of non-regular file `meta` describes, for messages.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    match () {
+        _ if t.is_fifo() => "a FIFO",
+        _ if t.is_socket() => "a socket",
+        _ if t.is_block_device() || t.is_char_device() => "a device",
+        _ if t.is_dir() => "a folder",
+        _ => "not a file",
     }
-    ffmpeg::format::input(&path).map_err(|e| VideoError::Open { path: path.into(), reason: e.to_string() })
+}
+
+/// Opens `path` as a file, whatever its name: FFmpeg gets its absolute path as bytes behind
+/// an explicit `file:` protocol, so a name that is not UTF-8 or holds a colon (`pipe:0.mp4`,
+/// `take:1.mp4`) is never read as a URL, and nothing but regular files is opened.
+fn open(path: &Path) -> Result<ffmpeg::format::context::Input, VideoError> {
+    use std::os::unix::ffi::OsStrExt;
+    init();
+    let open_err = |reason: String| VideoError::Open { path: path.into(), reason };
+    let meta = std::fs::metadata(path).map_err(|e| open_err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(VideoError::NotAFile { path: path.into(), kind: file_kind(&meta) });
+    }
+    if meta.len() == 0 {
+        return Err(open_err("file is empty (0 bytes)".into()));
+    }
+    let abs = std::path::absolute(path).map_err(|e| open_err(e.to_string()))?;
+    let mut url = b"file:".to_vec();
+    url.extend_from_slice(abs.as_os_str().as_bytes());
+    let url = std::ffi::CString::new(url).map_err(|_| open_err("the path holds a NUL byte".into()))?;
+    // SAFETY: what ffmpeg-next's `format::input` does, with our own C string: on success the
+    // context is owned by the returned `Input`, on failure it is closed here.
+    unsafe {
+        let mut ps = std::ptr::null_mut();
+        match ffmpeg::ffi::avformat_open_input(&mut ps, url.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut()) {
+            0 => match ffmpeg::ffi::avformat_find_stream_info(ps, std::ptr::null_mut()) {
+                r if r >= 0 => Ok(ffmpeg::format::context::Input::wrap(ps)),
+                e => {
+                    ffmpeg::ffi::avformat_close_input(&mut ps);
+                    Err(open_err(ffmpeg::Error::from(e).to_string()))
+                }
+            },
+            e => Err(open_err(ffmpeg::Error::from(e).to_string())),
+        }
+    }
 }
 
 /// Clockwise display rotation from the stream's display matrix (0 when there is none).
@@ -199,7 +239,8 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
         })?;
         let (w, h) = (decoder.width(), decoder.height());
         if w == 0 || h == 0 {
-            return Err(VideoError::BadSize { path: path.into(), width: w, height: h });
+            let reason = format!("the stream gives no frame size ({w}x{h}): no keyframe or no decodable picture in it");
+            return Err(VideoError::NoFrames { path: path.into(), reason: Some(reason) });
         }
         let rotation = rotation_of(&stream);
         let (width, height) = if rotation % 180 == 90 { (h, w) } else { (w, h) };
@@ -246,7 +287,8 @@ pub struct DecodeSummary {
     pub decoded: u64,
     /// Frames handed to the callback.
     pub sampled: u64,
-    /// A decode error after some frames were read: the frames before it are kept.
+    /// The stream is truncated or corrupt after some frames were read: the frames before are
+    /// kept, and this says what happened, in words (the video's row is `partial`).
     pub warning: Option<String>,
 }
 
@@ -347,6 +389,9 @@ pub fn decode(
                 let full = scaling::Context::get(fmt, fw, fh, Pixel::BGR24, fw, fh, scaling::Flags::BILINEAR).map_err(err)?;
                 let down = scaling::Context::get(fmt, fw, fh, Pixel::BGR24, sw, sh, scaling::Flags::AREA).map_err(err)?;
                 scalers = Some((fmt, fw, fh, full, down, scale));
+                // A new size mid-stream: the output frames are allocated anew at the new size.
+                bgr = ffmpeg::frame::Video::empty();
+                small = ffmpeg::frame::Video::empty();
             }
             let (_, _, _, full_scaler, small_scaler, scale) = scalers.as_mut().expect("scalers built above");
             let scale = *scale;
@@ -402,10 +447,15 @@ pub fn decode(
     if summary.decoded == 0 {
         return Err(VideoError::NoFrames { path: path.into(), reason: first_error });
     }
-    if info.frames > 0 && summary.decoded < info.frames && !stop {
-        first_error.get_or_insert_with(|| format!("truncated: {} of {} frames decoded", summary.decoded, info.frames));
-    }
-    summary.warning = first_error;
+    let short = info.frames > 0 && summary.decoded < info.frames && !stop;
+    let why = first_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
+    summary.warning = if short && why.is_empty() {
+        Some(format!("decoded {} of {} frames: stream truncated (it ends early)", summary.decoded, info.frames))
+    } else if short {
+        Some(format!("decoded {} of {} frames: stream truncated or corrupt{why}", summary.decoded, info.frames))
+    } else {
+        first_error.map(|e| format!("corrupt data in the stream, frames after it decoded ({e})"))
+    };
     Ok(summary)
 }
 

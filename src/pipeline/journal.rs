@@ -46,7 +46,7 @@ pub fn lock(dir: &Path) -> Result<OutputLock, JournalError> {
             Ok(OutputLock { _file: file })
         }
         Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = std::fs::read_to_string(&path).ok().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "unknown".into());
             Err(JournalError {
                 path: dir.to_path_buf(),
                 source: std::io::Error::other(format!(
@@ -84,7 +84,7 @@ fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64), JournalError> {
                 .then(|| Some([cols[2].parse().ok()?, cols[3].parse().ok()?, cols[4].parse().ok()?]))
                 .flatten();
             let Some(lengths) = parsed else { break };
-            entries.push(Entry { video_id: cols[0].to_string(), ok: cols[1] == "ok", lengths });
+            entries.push(Entry { video_id: unescape_id(cols[0]), ok: cols[1] != "failed", lengths });
             good_len += n as u64;
         }
     }
@@ -93,7 +93,43 @@ fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64), JournalError> {
 
 fn entry_line(e: &Entry) -> String {
     let [v, d, f] = e.lengths;
-    format!("{}\t{}\t{v}\t{d}\t{f}\n", e.video_id, if e.ok { "ok" } else { "failed" })
+    format!("{}\t{}\t{v}\t{d}\t{f}\n", escape_id(&e.video_id), if e.ok { "ok" } else { "failed" })
+}
+
+/// A video id as one journal field: `\`, tab, newline and carriage return escaped, so any id
+/// round-trips and one odd name never hides the lines after it.
+fn escape_id(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape_id`].
+fn unescape_id(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// Moves a prepared retry (`retry/` with its `ready` marker) into place; no-op without one.
@@ -243,8 +279,8 @@ impl Journal {
         }
         let line = format!(
             "{}\t{}\t{}\t{}\t{}\n",
-            video.video_id,
-            if video.status == manifest::VideoStatus::Ok { "ok" } else { "failed" },
+            escape_id(&video.video_id),
+            video.status.as_str(),
             len_of(&self.dir.join(manifest::VIDEOS)),
             len_of(&self.dir.join(manifest::DETECTIONS)),
             len_of(&self.dir.join(manifest::FACES)),
@@ -280,6 +316,24 @@ fn remove_orphan_crops(faces: &Path, finished: &HashSet<String>) -> Result<(), J
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bug: a tab or newline in a video id broke `journal.tsv` at that line, so every rerun redid
+    /// that video and all committed after it.
+    #[test]
+    fn any_video_id_round_trips_through_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ["tab\there", "new\nline", "cr\rx", "comma,\"quote\"", "back\\slash\\t", "plain"];
+        let mut j = Journal::recover(dir.path(), false, false).unwrap();
+        for id in ids {
+            j.commit(&video(id), &[], &[]).unwrap();
+        }
+        drop(j);
+        let j = Journal::recover(dir.path(), false, false).unwrap();
+        assert_eq!(j.finished_count(), ids.len());
+        assert!(ids.iter().all(|id| j.is_finished(id)), "every id is finished after reopening");
+        let back: Vec<VideoRow> = manifest::read_rows(&dir.path().join(manifest::VIDEOS)).unwrap();
+        assert_eq!(back.iter().map(|v| v.video_id.as_str()).collect::<Vec<_>>(), ids);
+    }
 
     fn video(id: &str) -> VideoRow {
         VideoRow { video_id: id.into(), ..Default::default() }

@@ -43,7 +43,8 @@ use crossbeam_channel::bounded;
 use config::{ConfigError, PipelineConfig};
 use detect::DetectError;
 use journal::{Journal, JournalError};
-use scan::{Shard, VideoJob};
+use scan::VideoJob;
+use crate::shard::{self, Shard};
 use workers::Msg;
 pub use write::crop_path;
 
@@ -97,15 +98,29 @@ pub struct Summary {
     pub frames: u64,
     pub faces: u64,
     pub elapsed: Duration,
-    /// One line per failed input: path and reason.
+    /// One line per input that failed in this run: path and reason.
     pub failures: Vec<String>,
-    /// Problems that did not fail a video (broken metadata, truncated streams).
+    /// One line per video of this run that was truncated or corrupt (its first frames kept).
+    pub partial: Vec<String>,
+    /// Videos an earlier run into the same folder left failed (`--retry-failed` redoes them).
+    pub failed_earlier: Vec<String>,
+    /// Problems that did not fail a video (broken metadata, ids made unique, symlink loops).
     pub warnings: Vec<String>,
 }
 
 impl Summary {
+    /// Whether the output folder holds failures, from this run or an earlier one: a rerun
+    /// that had nothing left to do still says so.
     pub fn any_failed(&self) -> bool {
-        !self.failures.is_empty()
+        !self.failures.is_empty() || !self.failed_earlier.is_empty()
+    }
+
+    /// Lists the failed rows of `out/videos.csv` this run did not make (earlier runs').
+    pub(crate) fn add_earlier_failures(&mut self, out: &Path, this_run: &std::collections::HashSet<String>) {
+        let rows: Vec<crate::manifest::VideoRow> = crate::manifest::read_rows(&out.join(crate::manifest::VIDEOS)).unwrap_or_default();
+        for r in rows.iter().filter(|r| r.status == crate::manifest::VideoStatus::Failed && !this_run.contains(&r.video_id)) {
+            self.failed_earlier.push(if r.error.is_empty() { r.video_id.clone() } else { r.error.clone() });
+        }
     }
 }
 
@@ -117,6 +132,9 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     std::fs::create_dir_all(out).map_err(|e| ExtractError::Output { path: out.clone(), reason: e.to_string() })?;
     let _lock = journal::lock(out)?;
     check_settings(out, &opts.config)?;
+    if opts.shard.is_some() {
+        shard::Marker::clear(out).map_err(|e| ExtractError::Output { path: out.join(shard::MARKER), reason: e.to_string() })?;
+    }
 
     // Fail before touching anything when the detector cannot start (missing model, no CUDA).
     let detector = detect::build(&settings.detector, settings.device, &opts.models)?;
@@ -126,22 +144,22 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     let found = scan::scan(inputs, settings.dataset.as_deref());
     let mut summary = Summary { warnings: found.warnings, failures: found.errors, ..Default::default() };
     let mut jobs = Vec::new();
+    let mut this_run = std::collections::HashSet::new();
     for v in found.videos {
-        if opts.shard.is_some_and(|s| !s.keeps(&v.video_id)) {
+        if opts.shard.is_some_and(|s| !s.keeps(&v.original)) {
             continue;
         }
         summary.videos_found += 1;
         if journal.is_finished(&v.video_id) {
             summary.videos_skipped += 1;
         } else {
+            this_run.insert(v.video_id.clone());
             jobs.push(v);
         }
     }
-    for w in &summary.warnings {
-        tracing::warn!("{w}");
-    }
-    for e in &summary.failures {
-        tracing::error!("{e}");
+    // Said again in the summary at the end; logged now for long runs (-v).
+    for w in summary.warnings.iter().chain(&summary.failures) {
+        tracing::info!("{w}");
     }
 
     let bar = progress_bar(jobs.len() as u64, opts.progress);
@@ -179,6 +197,8 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     });
     bar.finish_and_clear();
     result?;
+    summary.add_earlier_failures(out, &this_run);
+    finish_shard(out, opts)?;
     summary.elapsed = start.elapsed();
     Ok(summary)
 }
@@ -193,6 +213,22 @@ pub(crate) fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
             .expect("static template"),
     );
     bar
+}
+
+/// Marks a sharded run's folder complete (`shard.json`), with its counts from the manifests.
+pub(crate) fn finish_shard(out: &Path, opts: &RunOptions) -> Result<(), ExtractError> {
+    let Some(s) = opts.shard else { return Ok(()) };
+    let videos: Vec<crate::manifest::VideoRow> = crate::manifest::read_rows(&out.join(crate::manifest::VIDEOS))?;
+    let detections = std::fs::read(out.join(crate::manifest::DETECTIONS)).map(|b| b.iter().filter(|c| **c == b'\n').count().saturating_sub(1)).unwrap_or(0);
+    let marker = shard::Marker {
+        index: s.index,
+        count: s.count,
+        config: shard::config_hash(&opts.config.fingerprint()),
+        videos: videos.len(),
+        failed: videos.iter().filter(|v| v.status == crate::manifest::VideoStatus::Failed).count(),
+        faces: detections as u64,
+    };
+    marker.write(out).map_err(|e| ExtractError::Output { path: out.join(shard::MARKER), reason: e.to_string() })
 }
 
 /// Refuses to resume a run made with settings that change the outputs.

@@ -18,7 +18,7 @@ use super::detect::Face;
 use super::journal::Journal;
 use super::scan::{self, VideoJob};
 use super::workers::VideoCtx;
-use super::write::{commit, write_crop, Pending};
+use super::write::{commit, write_crop, CropError, Pending};
 use super::{ExtractError, RunOptions, Summary};
 use crate::manifest::{self, DetectionRow, ManifestError, VideoRow, VideoStatus};
 
@@ -53,6 +53,9 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
     std::fs::create_dir_all(out).map_err(|e| input_err(out, e.to_string()))?;
     let _lock = super::journal::lock(out)?;
     super::check_settings(out, &opts.config)?;
+    if opts.shard.is_some() {
+        crate::shard::Marker::clear(out).map_err(|e| input_err(out, e.to_string()))?;
+    }
     let mut journal = Journal::recover(out, true, opts.retry_failed)?;
     super::write_config(out, &opts.config)?;
 
@@ -63,6 +66,7 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
     }
     let mut summary = Summary::default();
     let work = plan(videos, by_video, src, detections, opts, &journal, &mut summary);
+    let this_run: std::collections::HashSet<String> = work.iter().map(|w| w.row.video_id.clone()).collect();
     let bar = super::progress_bar(work.len() as u64, opts.progress);
     let (job_tx, job_rx) = bounded::<Work>(settings.queue_frames);
     let (done_tx, done_rx) = bounded::<(VideoCtx, Pending)>(settings.queue_frames);
@@ -97,6 +101,8 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
     });
     bar.finish_and_clear();
     result?;
+    summary.add_earlier_failures(out, &this_run);
+    super::finish_shard(out, opts)?;
     summary.elapsed = start.elapsed();
     Ok(summary)
 }
@@ -114,7 +120,7 @@ fn plan(
 ) -> Vec<Work> {
     let mut work = Vec::new();
     for row in videos {
-        if opts.shard.is_some_and(|s| !s.keeps(&row.video_id)) {
+        if opts.shard.is_some_and(|s| !s.keeps(&row.original)) {
             continue;
         }
         summary.videos_found += 1;
@@ -131,6 +137,7 @@ fn plan(
             part: row.part.clone(),
             label: row.label,
             original: row.original.clone(),
+            problem: None,
         };
         let frames = by_video
             .remove(&row.video_id)
@@ -166,7 +173,7 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path) -> (VideoCtx, Pen
         }
     };
     let picker = FramePicker::List(frames.keys().copied().collect());
-    let mut error = None;
+    let (mut error, mut output) = (None, None);
     let mut seen = 0u64;
     let result = decode::decode(&job.path, &info, &picker, settings.detector.copy(), 1, |f| {
         seen += 1;
@@ -175,22 +182,28 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path) -> (VideoCtx, Pen
         for (i, face) in faces.into_iter().enumerate() {
             match write_crop(out, &job, f.index, i, &f.full, &face, settings) {
                 Ok(rel) => done.push((face, Some(rel))),
-                Err(e) => {
+                Err(CropError::Video(e)) => {
                     error.get_or_insert(e);
+                }
+                Err(CropError::Output(fault)) => {
+                    output = Some(fault);
+                    break;
                 }
             }
         }
         pending.frames.push((f.index, f.pts, done));
-        true
+        output.is_none()
     });
     let decode_error = match result {
         Err(e) => Some(e.to_string()),
+        Ok(_) if output.is_some() => None,
         Ok(_) if seen < frames.len() as u64 => {
             Some(format!("{}: {} frames with detections could not be decoded again", job.path.display(), frames.len() as u64 - seen))
         }
         Ok(_) => None,
     };
     pending.error = error;
+    pending.output = output;
     pending.end = Some((pending.frames.len() as u64, decode_error, carried_warning));
     (VideoCtx { job, info: Some(info) }, pending)
 }

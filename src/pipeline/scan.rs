@@ -9,8 +9,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::ParseError;
-use crate::hash::stable_hash;
 
 /// Extensions treated as videos when walking folders (files named explicitly are always taken).
 pub const VIDEO_EXTENSIONS: &[&str] =
@@ -26,48 +24,20 @@ pub struct VideoJob {
     pub label: Option<u8>,
     pub original: String,
     pub split: String,
+    /// Why this input cannot be decoded, known already at scan time (a dangling symlink, a
+    /// FIFO): the video gets a `failed` row with this reason instead of being decoded.
+    pub problem: Option<String>,
 }
 
 /// The videos found, and what was wrong on the way (each message names the file).
 #[derive(Debug, Default)]
 pub struct Scan {
     pub videos: Vec<VideoJob>,
-    /// Problems that stop nothing (a video missing from metadata.json, a broken metadata.json).
+    /// Problems that stop nothing (a video missing from metadata.json, a broken metadata.json,
+    /// an id made unique, a symlink loop).
     pub warnings: Vec<String>,
-    /// Inputs that could not be read at all (counted as failures).
+    /// Inputs given on the command line that do not exist (counted as failures).
     pub errors: Vec<String>,
-}
-
-/// `--shard K/N`: keep the videos whose stable hash modulo N is K.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        let bad = || ParseError(format!("invalid shard '{s}': expected K/N with 0 <= K < N"));
-        let (k, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count) = (k.trim().parse::<u64>().map_err(|_| bad())?, n.trim().parse::<u64>().map_err(|_| bad())?);
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-impl Shard {
-    pub fn keeps(&self, video_id: &str) -> bool {
-        stable_hash(video_id) % self.count == self.index
-    }
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -84,14 +54,55 @@ enum Metadata {
     Dfdc(HashMap<String, DfdcEntry>),
 }
 
+/// `s` made safe as one path component, stably and reversibly: `%`, `/`, `\` and control
+/// characters become `%XX` (their UTF-8 bytes); an id that is empty, `.` or `..` has its dots
+/// escaped too (`_` for the empty one). Ids name crop folders, so they must never climb out.
+pub fn safe_component(s: &str) -> String {
+    if s.is_empty() {
+        return "_".into();
+    }
+    let all_dots = s.chars().all(|c| c == '.');
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '%' || c == '/' || c == '\\' || c.is_control() || (all_dots && s.len() <= 2) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A file-name part made safe by [`safe_component`]; bytes that are not UTF-8 become `%XX`,
+/// so two names that differ only there still get different ids.
+fn safe_os(s: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in s.as_bytes().utf8_chunks() {
+        if !chunk.valid().is_empty() {
+            out.push_str(&safe_component(chunk.valid()));
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() || out == "." || out == ".." {
+        return safe_component(&out);
+    }
+    out
+}
+
 fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// Whether a file name ends like a video (`.mp4` alone counts: a file named `.mp4`).
 fn is_video(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    VIDEO_EXTENSIONS.iter().any(|e| name.ends_with(&format!(".{e}")))
 }
 
 /// Number N of a `dfdc_train_part_N` folder name.
@@ -101,99 +112,166 @@ fn dfdc_part(dir: &Path) -> Option<String> {
     n.parse::<u32>().ok().map(|n| n.to_string())
 }
 
+/// A file the walk found, with why it cannot be read when that is known already.
+struct Found {
+    path: PathBuf,
+    problem: Option<String>,
+}
+
+/// The video files under folder `input` (sorted), and problems as warnings or failed files.
+fn walk(input: &Path, warnings: &mut Vec<String>) -> Vec<Found> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(input).sort_by_file_name().follow_links(true) {
+        match entry {
+            Ok(e) if e.file_type().is_file() && is_video(e.path()) => files.push(Found { path: e.into_path(), problem: None }),
+            Ok(e) if !e.file_type().is_dir() && is_video(e.path()) => {
+                let kind = std::fs::metadata(e.path()).map(|m| super::decode::file_kind(&m)).unwrap_or("not a file");
+                let problem = Some(format!("not a regular file ({kind})"));
+                files.push(Found { path: e.into_path(), problem });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let path = e.path().unwrap_or(input).to_path_buf();
+                let dangling = e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound);
+                if dangling && is_video(&path) {
+                    files.push(Found { path, problem: Some("a symlink to nothing (dangling)".into()) });
+                } else if e.loop_ancestor().is_some() {
+                    warnings.push(format!("{}: symlink loop; not followed", path.display()));
+                } else {
+                    warnings.push(format!("{}: cannot read: {e}; skipped", path.display()));
+                }
+            }
+        }
+    }
+    files
+}
+
+/// The id of `path` found under `root`: the file stem for DFDC, else the path relative to the
+/// root without its extension, folders joined by `__`; every part made safe.
+fn video_id(path: &Path, root: &Path, is_dfdc: bool) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    if is_dfdc {
+        return safe_os(path.file_stem().unwrap_or_default());
+    }
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let name = rel.file_name().unwrap_or_default().as_bytes();
+    // The extension goes; a name that is only an extension (".mp4") stays whole.
+    let base = match name.iter().rposition(|b| *b == b'.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name,
+    };
+    let mut parts: Vec<String> = rel.parent().into_iter().flat_map(|p| p.components()).map(|c| safe_os(c.as_os_str())).collect();
+    parts.push(safe_os(std::ffi::OsStr::from_bytes(base)));
+    parts.join("__")
+}
+
 /// Walks `inputs` and labels what it finds. `dataset` overrides the dataset name.
 pub fn scan(inputs: &[PathBuf], dataset: Option<&str>) -> Scan {
     let mut out = Scan::default();
     let mut metadata: BTreeMap<PathBuf, Metadata> = BTreeMap::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut listed_seen: BTreeMap<PathBuf, HashSet<String>> = BTreeMap::new();
     for input in inputs {
-        let (root, files): (PathBuf, Vec<PathBuf>) = if input.is_file() {
-            (input.parent().map(Path::to_path_buf).unwrap_or_default(), vec![input.clone()])
-        } else if input.is_dir() {
-            let mut files = Vec::new();
-            for entry in walkdir::WalkDir::new(input).sort_by_file_name().follow_links(true) {
-                match entry {
-                    Ok(e) if e.file_type().is_file() && is_video(e.path()) => files.push(e.into_path()),
-                    Ok(_) => {}
-                    Err(e) => out.errors.push(format!("{}: cannot read: {e}", e.path().unwrap_or(input).display())),
-                }
+        let (root, files): (PathBuf, Vec<Found>) = match std::fs::metadata(input) {
+            Ok(m) if m.is_dir() => (input.clone(), walk(input, &mut out.warnings)),
+            Ok(m) => {
+                let problem = (!m.is_file()).then(|| format!("not a regular file ({})", super::decode::file_kind(&m)));
+                (input.parent().map(Path::to_path_buf).unwrap_or_default(), vec![Found { path: input.clone(), problem }])
             }
-            (input.clone(), files)
-        } else {
-            out.errors.push(format!("{}: no such file or folder", input.display()));
-            continue;
+            Err(e) if input.symlink_metadata().is_ok() => {
+                let root = input.parent().map(Path::to_path_buf).unwrap_or_default();
+                (root, vec![Found { path: input.clone(), problem: Some(format!("a symlink to nothing ({e})")) }])
+            }
+            Err(_) => {
+                out.errors.push(format!("{}: no such file or folder", input.display()));
+                continue;
+            }
         };
-        for path in files {
+        for Found { path, problem } in files {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             let meta = metadata.entry(dir.clone()).or_insert_with(|| read_metadata(&dir, &mut out.warnings));
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            listed_seen.entry(dir.clone()).or_default().insert(file_name.clone());
             let is_dfdc = !matches!(meta, Metadata::None) || dfdc_part(&dir).is_some();
-            let video_id = if is_dfdc {
-                stem(&path)
-            } else {
-                let rel = path.strip_prefix(&root).unwrap_or(&path).with_extension("");
-                rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("__")
-            };
-            let mut job = VideoJob {
-                path: path.clone(),
-                video_id: video_id.clone(),
-                dataset: dataset.map(str::to_string).unwrap_or_else(|| if is_dfdc { "dfdc" } else { "videos" }.to_string()),
-                part: dfdc_part(&dir).unwrap_or_else(|| {
-                    if is_dfdc { String::new() } else { dir.strip_prefix(&root).map(|p| p.to_string_lossy().replace('/', "__")).unwrap_or_default() }
-                }),
-                label: None,
-                original: video_id.clone(),
-                split: String::new(),
-            };
-            if let Metadata::Dfdc(entries) = meta {
-                match entries.get(&file_name) {
-                    Some(e) => {
-                        job.label = match e.label.as_deref() {
-                            Some("REAL") => Some(0),
-                            Some("FAKE") => Some(1),
-                            other => {
-                                out.warnings.push(format!(
-                                    "{}: label {:?} in metadata.json is neither REAL nor FAKE; left empty",
-                                    path.display(),
-                                    other
-                                ));
-                                None
-                            }
-                        };
-                        job.split = e.split.clone().unwrap_or_default();
-                        if let Some(o) = e.original.as_deref().filter(|o| !o.is_empty()) {
-                            job.original = stem(Path::new(o));
-                        }
-                    }
-                    None => out.warnings.push(format!(
-                        "{}: not listed in {}; label left empty",
-                        path.display(),
-                        dir.join("metadata.json").display()
-                    )),
+            let mut id = video_id(&path, &root, is_dfdc);
+            let part = dfdc_part(&dir).unwrap_or_else(|| {
+                if is_dfdc {
+                    String::new()
+                } else {
+                    dir.strip_prefix(&root).map(|p| p.components().map(|c| safe_os(c.as_os_str())).collect::<Vec<_>>().join("__")).unwrap_or_default()
                 }
+            });
+            if let Some(other) = seen.get(&id) {
+                let base = id.clone();
+                id = (2..).map(|n| format!("{base}~{n}")).find(|c| !seen.contains_key(c)).expect("a free id");
+                out.warnings.push(format!("{}: video id '{base}' is taken by {}; this video is '{id}'", path.display(), other.display()));
             }
-            if !seen.insert(video_id.clone()) {
-                out.errors.push(format!("{}: video id '{video_id}' already taken by another video; skipped", path.display()));
-                continue;
+            seen.insert(id.clone(), path.clone());
+            let dataset = dataset.map(str::to_string).unwrap_or_else(|| if is_dfdc { "dfdc" } else { "videos" }.to_string());
+            let mut job = VideoJob { path: path.clone(), video_id: id.clone(), dataset, part, label: None, original: id, split: String::new(), problem };
+            if let Metadata::Dfdc(entries) = meta {
+                label_from_metadata(&mut job, entries.get(&file_name), &dir, &mut out.warnings);
             }
             out.videos.push(job);
+        }
+    }
+    for (dir, meta) in &metadata {
+        if let Metadata::Dfdc(entries) = meta {
+            let seen = listed_seen.get(dir);
+            for name in entries.keys().filter(|n| !seen.is_some_and(|s| s.contains(*n))) {
+                out.warnings.push(format!("{}: lists {name}, which is not in the folder", dir.join("metadata.json").display()));
+            }
         }
     }
     out
 }
 
+/// Labels a DFDC video from its `metadata.json` entry, warning about what is missing or odd.
+fn label_from_metadata(job: &mut VideoJob, entry: Option<&DfdcEntry>, dir: &Path, warnings: &mut Vec<String>) {
+    let path = job.path.clone();
+    let Some(e) = entry else {
+        warnings.push(format!("{}: not listed in {}; label left empty", path.display(), dir.join("metadata.json").display()));
+        return;
+    };
+    job.label = match e.label.as_deref() {
+        Some("REAL") => Some(0),
+        Some("FAKE") => Some(1),
+        other => {
+            warnings.push(format!("{}: label {:?} in metadata.json is neither REAL nor FAKE; left empty", path.display(), other));
+            None
+        }
+    };
+    job.split = e.split.clone().unwrap_or_default();
+    if let Some(o) = e.original.as_deref().filter(|o| !o.is_empty()) {
+        job.original = safe_component(&stem(Path::new(o)));
+        if !dir.join(o).exists() {
+            warnings.push(format!("{}: its original {o} (metadata.json) is not in the folder", path.display()));
+        }
+    } else if job.label == Some(1) {
+        warnings.push(format!("{}: FAKE without an original in metadata.json", path.display()));
+    }
+}
+
 /// The DFDC `split` of one video, from the `metadata.json` of its folder.
 pub fn dfdc_split(video: &Path) -> Option<String> {
     let dir = video.parent()?;
-    let text = std::fs::read_to_string(dir.join("metadata.json")).ok()?;
-    let meta: HashMap<String, DfdcEntry> = serde_json::from_str(&text).ok()?;
+    let bytes = std::fs::read(dir.join("metadata.json")).ok()?;
+    let meta: HashMap<String, DfdcEntry> = serde_json::from_slice(&bytes).ok()?;
     meta.get(video.file_name()?.to_str()?)?.split.clone()
 }
 
+/// The `metadata.json` of `dir`: absent, broken (a warning naming it), or DFDC entries.
 fn read_metadata(dir: &Path, warnings: &mut Vec<String>) -> Metadata {
     let path = dir.join("metadata.json");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Metadata::None };
-    match serde_json::from_str::<HashMap<String, DfdcEntry>>(&text) {
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Metadata::None,
+        Err(e) => {
+            warnings.push(format!("{}: cannot read ({e}); labels of its videos left empty", path.display()));
+            return Metadata::Broken;
+        }
+    };
+    match serde_json::from_slice::<HashMap<String, DfdcEntry>>(&bytes) {
         Ok(m) => Metadata::Dfdc(m),
         Err(e) => {
             warnings.push(format!("{}: not valid DFDC metadata ({e}); labels of its videos left empty", path.display()));
@@ -206,20 +284,20 @@ fn read_metadata(dir: &Path, warnings: &mut Vec<String>) -> Metadata {
 mod tests {
     use super::*;
 
+    /// Bug: `..mp4` and `...mp4` got the id `..`, and a failing one's cleanup deleted `faces/`.
     #[test]
-    fn shards_partition_the_videos() {
-        let ids: Vec<String> = (0..300).map(|i| format!("video{i}")).collect();
-        let shards: Vec<Shard> = (0..3).map(|k| Shard { index: k, count: 3 }).collect();
-        for id in &ids {
-            assert_eq!(shards.iter().filter(|s| s.keeps(id)).count(), 1);
+    fn video_ids_are_safe_path_components() {
+        for (raw, safe) in [("..", "%2E%2E"), (".", "%2E"), ("", "_"), ("a/b", "a%2Fb"), ("a\tb", "a%09b"), ("50%", "50%25"), ("...", "...")] {
+            assert_eq!(safe_component(raw), safe, "{raw:?}");
         }
-        // Roughly balanced.
-        for s in &shards {
-            let n = ids.iter().filter(|id| s.keeps(id)).count();
-            assert!((70..130).contains(&n), "{n}");
-        }
-        assert!("3/3".parse::<Shard>().is_err());
-        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        use std::os::unix::ffi::OsStrExt;
+        let odd = safe_os(std::ffi::OsStr::from_bytes(b"\xff\xfeclip"));
+        assert_eq!(odd, "%FF%FEclip");
+        let root = Path::new("/v");
+        assert_eq!(video_id(Path::new("/v/..mp4"), root, false), "%2E");
+        assert_eq!(video_id(Path::new("/v/...mp4"), root, false), "%2E%2E");
+        assert_eq!(video_id(Path::new("/v/.mp4"), root, false), ".mp4");
+        assert_eq!(video_id(Path::new("/v/x/clip.tar.mp4"), root, false), "x__clip.tar");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::decode::{self, VideoInfo};
 use super::detect::{self, Face};
 use super::image::BgrImage;
 use super::scan::VideoJob;
+use super::write::{CropError, OutputFault};
 use super::{faces, write};
 
 /// A video travelling through the stages.
@@ -43,18 +44,34 @@ pub(crate) enum Msg {
         pts: f64,
         faces: Vec<(Face, Option<String>)>,
         error: Option<String>,
+        /// The output could not take a crop (disk full, read-only): the run must stop.
+        output: Option<OutputFault>,
     },
     /// Sent by the decoder after a video's last frame: how many frames it sent, and why it stopped.
     End { video: Arc<VideoCtx>, sent: u64, error: Option<String>, warning: Option<String> },
 }
 
+/// The text of a caught panic.
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs `f`; a panic in it becomes an error naming `what` (one input never takes a worker down).
+pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Err(format!("internal error while {what}: {}", panic_message(p))))
+}
+
 pub(crate) fn decode(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &ExtractSettings) {
     for job in jobs {
-        let info = match decode::probe(&job.path) {
+        let probed = match &job.problem {
+            Some(p) => Err(format!("{}: {p}", job.path.display())),
+            None => guarded("opening the video", || decode::probe(&job.path).map_err(|e| e.to_string())),
+        };
+        let info = match probed {
             Ok(info) => info,
             Err(e) => {
                 let video = Arc::new(VideoCtx { job, info: None });
-                if frames.send(Msg::End { video, sent: 0, error: Some(e.to_string()), warning: None }).is_err() {
+                if frames.send(Msg::End { video, sent: 0, error: Some(e), warning: None }).is_err() {
                     return;
                 }
                 continue;
@@ -64,7 +81,9 @@ pub(crate) fn decode(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &E
         let mut sent = 0u64;
         let mut closed = false;
         let picker = settings.sampling.pick(info.frames);
-        let result = decode::decode(&video.job.path, &info, &picker, settings.detector.copy(), 1, |f| {
+        let path = video.job.path.clone();
+        let result = guarded("decoding", || {
+            decode::decode(&path, &info, &picker, settings.detector.copy(), 1, |f| {
             let msg = Msg::Frame {
                 video: video.clone(),
                 index: f.index,
@@ -79,13 +98,16 @@ pub(crate) fn decode(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &E
             }
             sent += 1;
             true
+            })
+            .map_err(|e| e.to_string())
         });
         if closed {
             return;
         }
         let (error, warning) = match result {
             Ok(s) => (None, s.warning),
-            Err(e) => (Some(e.to_string()), None),
+            Err(e) if e.contains(&*path.to_string_lossy()) => (Some(e), None),
+            Err(e) => (Some(format!("{}: {e}", path.display())), None),
         };
         if frames.send(Msg::End { video, sent, error, warning }).is_err() {
             return;
@@ -111,7 +133,7 @@ pub(crate) fn detect(
                 _ => unreachable!("only frames are batched"),
             })
             .collect();
-        let result = detector.detect(&smalls).map_err(|e| e.to_string());
+        let result = guarded("detecting faces", || detector.detect(&smalls).map_err(|e| e.to_string()));
         for (i, m) in msgs.into_iter().enumerate() {
             let Msg::Frame { video, index, pts, full, small_scale, .. } = m else { unreachable!() };
             let faces = match &result {
@@ -157,25 +179,31 @@ pub(crate) fn crop(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSe
         let msg = match msg {
             Msg::Detected { video, index, pts, full, faces: Err(e) } => {
                 drop(full);
-                Msg::Cropped { video, index, pts, faces: Vec::new(), error: Some(e) }
+                Msg::Cropped { video, index, pts, faces: Vec::new(), error: Some(e), output: None }
             }
             Msg::Detected { video, index, pts, full, faces: Ok(faces) } => {
                 let mut done = Vec::with_capacity(faces.len());
-                let mut error = None;
+                let (mut error, mut output) = (None, None);
                 for (i, face) in faces.into_iter().enumerate() {
                     if !write_crops {
                         done.push((face, None));
                         continue;
                     }
-                    match write::write_crop(dir, &video.job, index, i, &full, &face, settings) {
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write::write_crop(dir, &video.job, index, i, &full, &face, settings)))
+                        .unwrap_or_else(|p| Err(CropError::Video(format!("internal error while cropping: {}", panic_message(p)))));
+                    match written {
                         Ok(rel) => done.push((face, Some(rel))),
-                        Err(e) => {
+                        Err(CropError::Video(e)) => {
                             error = Some(e);
+                            break;
+                        }
+                        Err(CropError::Output(fault)) => {
+                            output = Some(fault);
                             break;
                         }
                     }
                 }
-                Msg::Cropped { video, index, pts, faces: done, error }
+                Msg::Cropped { video, index, pts, faces: done, error, output }
             }
             end @ Msg::End { .. } => end,
             _ => unreachable!("the detector sends detections and ends"),

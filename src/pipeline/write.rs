@@ -24,6 +24,24 @@ pub fn crop_path(job: &VideoJob, index: u64, face: usize, ext: &str) -> String {
     format!("faces/{}/{}/{:06}_{}.{}", job.dataset, job.video_id, index, face, ext)
 }
 
+/// The output could not take a file: not the video's fault, the run stops.
+#[derive(Debug, Clone)]
+pub(crate) struct OutputFault {
+    /// The file that could not be written, relative to the output folder.
+    pub rel: String,
+    pub bytes: usize,
+    pub error: String,
+    pub no_space: bool,
+}
+
+/// Why a crop was not written.
+pub(crate) enum CropError {
+    /// This frame or face cannot be cropped or encoded: the video fails.
+    Video(String),
+    /// The output folder cannot take the file (disk full, read-only, I/O error).
+    Output(OutputFault),
+}
+
 /// Cuts, encodes and writes the crop of face `i` of frame `index`; returns its manifest path.
 pub(crate) fn write_crop(
     dir: &Path,
@@ -33,15 +51,40 @@ pub(crate) fn write_crop(
     frame: &BgrImage,
     face: &Face,
     settings: &ExtractSettings,
-) -> Result<String, String> {
+) -> Result<String, CropError> {
     let rel = crop_path(job, index, i, settings.format.extension());
     let bytes = crop::crop_and_encode(frame, face, settings.crop, settings.size, settings.format)
-        .map_err(|e| format!("frame {index}: cannot crop or encode face {i}: {e}"))?;
+        .map_err(|e| CropError::Video(format!("frame {index}: cannot crop or encode face {i}: {e}")))?;
     let path = dir.join(&rel);
-    std::fs::create_dir_all(path.parent().expect("crop path has a folder"))
-        .and_then(|_| std::fs::write(&path, bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::create_dir_all(path.parent().expect("crop path has a folder")).and_then(|_| std::fs::write(&path, &bytes)).map_err(|e| {
+        let no_space = matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        CropError::Output(OutputFault { rel: rel.clone(), bytes: bytes.len(), error: e.to_string(), no_space })
+    })?;
     Ok(rel)
+}
+
+/// Free bytes on the file system holding `dir` (None when it cannot be told).
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct for statvfs to fill.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// The run-stopping error for an output fault, saying how much space was needed.
+fn output_error(out: &Path, fault: &OutputFault) -> ExtractError {
+    let mut reason = fault.error.clone();
+    if fault.no_space {
+        let free = free_space(out).map(|b| format!("{} bytes free", b)).unwrap_or_else(|| "free space unknown".into());
+        let needed = if fault.bytes > 0 { format!("; this file alone needed {} bytes", fault.bytes) } else { String::new() };
+        reason = format!(
+            "{reason}: the output's disk is full ({free}{needed}). Nothing committed was lost: free some space and run the same command again to finish"
+        );
+    } else {
+        reason = format!("{reason}: the output folder cannot take the crops; nothing committed was lost");
+    }
+    ExtractError::Output { path: out.join(&fault.rel), reason }
 }
 
 /// A video whose frames are still arriving at the writer.
@@ -49,7 +92,21 @@ pub(crate) fn write_crop(
 pub(crate) struct Pending {
     pub frames: Vec<(u64, f64, Vec<(Face, Option<String>)>)>,
     pub error: Option<String>,
+    /// An output fault while writing one of its crops: the run stops before committing it.
+    pub output: Option<OutputFault>,
     pub end: Option<(u64, Option<String>, Option<String>)>,
+}
+
+impl Pending {
+    /// Removes the crops this video wrote (and the one it was writing), then its folder if it
+    /// is empty: never anything another video wrote.
+    fn remove_crops(&self, out: &Path, job: &VideoJob) {
+        let written = self.frames.iter().flat_map(|f| f.2.iter().filter_map(|(_, c)| c.as_deref()));
+        for rel in written.chain(self.output.as_ref().map(|o| o.rel.as_str())) {
+            let _ = std::fs::remove_file(out.join(rel));
+        }
+        let _ = std::fs::remove_dir(out.join("faces").join(&job.dataset).join(&job.video_id));
+    }
 }
 
 pub(crate) fn write_stage(
@@ -69,9 +126,12 @@ pub(crate) fn write_stage(
         };
         let entry = &mut pending.entry(key).or_insert_with(|| (video.clone(), Pending::default())).1;
         match msg {
-            Msg::Cropped { index, pts, faces, error, .. } => {
+            Msg::Cropped { index, pts, faces, error, output, .. } => {
                 if let Some(e) = error {
                     entry.error.get_or_insert(e);
+                }
+                if let Some(o) = output {
+                    entry.output.get_or_insert(o);
                 }
                 entry.frames.push((index, pts, faces));
             }
@@ -165,6 +225,11 @@ pub(crate) fn commit(
     summary: &mut Summary,
 ) -> Result<(), ExtractError> {
     let job = &video.job;
+    if let Some(fault) = &p.output {
+        // Not the video's fault: it stays unfinished (a rerun does it), the run stops here.
+        p.remove_crops(&opts.out, job);
+        return Err(output_error(&opts.out, fault));
+    }
     let (_, end_error, warning) = p.end.take().expect("complete videos have ended");
     let error = end_error.or(p.error.take());
     let mut row = video_row(video, &opts.out, warning.as_deref());
@@ -172,8 +237,7 @@ pub(crate) fn commit(
     if let Some(e) = error {
         row.status = VideoStatus::Failed;
         row.error = e.clone();
-        let crops = opts.out.join("faces").join(&job.dataset).join(&job.video_id);
-        let _ = std::fs::remove_dir_all(crops);
+        p.remove_crops(&opts.out, job);
         summary.videos_failed += 1;
         summary.failures.push(if e.contains(&*job.path.to_string_lossy()) { e } else { format!("{}: {e}", job.path.display()) });
     } else {
@@ -187,9 +251,17 @@ pub(crate) fn commit(
             summary.videos_without_faces += 1;
         }
         if let Some(w) = warning {
-            summary.warnings.push(format!("{}: {w}", job.path.display()));
+            // Truncated or corrupt: the frames before the damage are kept.
+            row.status = VideoStatus::Partial;
+            summary.partial.push(format!("{}: {w}", job.path.display()));
         }
     }
-    journal.commit(&row, &detections, &faces)?;
+    journal.commit(&row, &detections, &faces).map_err(|e| match e.source.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            let fault = OutputFault { rel: manifest::paths::relative_path(&e.path, &opts.out), bytes: 0, error: e.source.to_string(), no_space: true };
+            output_error(&opts.out, &fault)
+        }
+        _ => ExtractError::Journal(e),
+    })?;
     Ok(())
 }

@@ -41,6 +41,8 @@ pub enum ToolError {
     Leak(String),
     #[error("{path}: {reason}")]
     Image { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Shards(String),
 }
 
 impl ToolError {

@@ -102,3 +102,39 @@ pub fn decode_file(path: &Path) -> scmpl::pipeline::image::BgrImage {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     scmpl::pipeline::image::BgrImage::decode(&bytes).unwrap_or_else(|| panic!("{} does not decode", path.display()))
 }
+
+/// Runs scmpl with `args`, killing it and failing the test if it takes over `secs` seconds
+/// (a hang is a bug like any other).
+pub fn run_within(secs: u64, args: &[&std::ffi::OsStr]) -> Output {
+    use std::io::Read;
+    let mut child = scmpl()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("scmpl runs");
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut o = Vec::new();
+        let _ = so.read_to_end(&mut o);
+        o
+    });
+    let err = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        let _ = se.read_to_end(&mut e);
+        e
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("scmpl {args:?} did not end within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
