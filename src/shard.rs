@@ -87,13 +87,18 @@ impl ShardSpec {
     /// only when the array spans exactly N tasks (`--array=1-N`): a re-run of some tasks
     /// (`--array=3,17`) keeps their own numbers. N always comes from the command line.
     pub fn resolve(self, var: impl Fn(&str) -> Option<String>) -> Result<Shard, ParseError> {
+        self.resolve_for("--shard", var)
+    }
+
+    /// [`ShardSpec::resolve`], naming `flag` in its errors.
+    pub fn resolve_for(self, flag: &str, var: impl Fn(&str) -> Option<String>) -> Result<Shard, ParseError> {
         let count = match self {
             ShardSpec::Fixed(s) => return Ok(s),
             ShardSpec::Auto { count } => count,
         };
         let number = |name: &str| -> Result<Option<u64>, ParseError> {
             var(name)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| ParseError(format!("--shard auto/{count}: {name}={v} is not a number"))))
+                .map(|v| v.trim().parse::<u64>().map_err(|_| ParseError(format!("{flag} auto/{count}: {name}={v} is not a number"))))
                 .transpose()
         };
         let (index, from) = if let Some(k) = number(K8S_INDEX)? {
@@ -108,11 +113,11 @@ impl ShardSpec {
             }
         } else {
             return Err(ParseError(format!(
-                "--shard auto/{count}: no shard index in the environment (read {SLURM_ID}, {SLURM_MIN}, {SLURM_MAX} of a Slurm job array and {K8S_INDEX} of a Kubernetes Indexed Job; none is set). Give --shard K/{count} outside a scheduler"
+                "{flag} auto/{count}: no index in the environment (read {SLURM_ID}, {SLURM_MIN}, {SLURM_MAX} of a Slurm job array and {K8S_INDEX} of a Kubernetes Indexed Job; none is set). Give {flag} K/{count} outside a scheduler"
             )));
         };
         if index >= count {
-            return Err(ParseError(format!("--shard auto/{count}: {from} gives shard {index}, which is not below N = {count}; give the array's size as N")));
+            return Err(ParseError(format!("{flag} auto/{count}: {from} gives index {index}, which is not below N = {count}; give the array's size as N")));
         }
         Ok(Shard { index, count })
     }
@@ -205,7 +210,7 @@ mod tests {
         let none = k(&[], 4).unwrap_err().0;
         assert!(none.contains(SLURM_ID) && none.contains(K8S_INDEX), "{none}");
         let over = k(&[(SLURM_ID, "7")], 4).unwrap_err().0;
-        assert!(over.contains("SLURM_ARRAY_TASK_ID=7") && over.contains("N = 4"), "{over}");
+        assert!(over.contains("SLURM_ARRAY_TASK_ID=7") && over.contains("N = 4") && over.contains("--shard"), "{over}");
         assert!(k(&[(K8S_INDEX, "x")], 4).is_err());
         // A fixed shard ignores the environment.
         assert_eq!(ShardSpec::Fixed(Shard { index: 1, count: 2 }).resolve(env(&[(K8S_INDEX, "0")])).unwrap().index, 1);

@@ -364,3 +364,39 @@ fn a_truncated_lfw_npy_is_an_error_naming_the_file() {
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
 }
+
+/// Several independent runs as one job array (`--run-index auto/N` reads the scheduler's
+/// index: its own folder and seed each), then `eval` over all of them: mean and spread.
+#[test]
+fn runs_of_a_job_array_get_their_own_folder_and_seed_and_eval_summarises_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let out = dir.path().join("sweep");
+    for k in 0..2 {
+        let o = common::scmpl()
+            .args(["train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap(), "--backbone", "resnet18"])
+            .args(["--steps", "1", "--batch", "8", "--no-progress", "--run-index", "auto/2"])
+            .env("SLURM_ARRAY_TASK_ID", k.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let recipe = std::fs::read_to_string(out.join(format!("run-{k}/recipe.toml"))).unwrap();
+        assert!(recipe.contains(&format!("seed = {}", 777 + k)), "{recipe}");
+    }
+    let o = run(&["train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap(), "--run-index", "auto/2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--run-index auto/2") && stderr(&o).contains("SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
+    let summary = dir.path().join("summary");
+    let (r0, r1) = (out.join("run-0"), out.join("run-1"));
+    let o = run(&["eval", "--checkpoint", r0.to_str().unwrap(), "--checkpoint", r1.to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "--out", summary.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows = common::named_rows(&summary.join("summary.csv"));
+    let acc = rows.iter().find(|r| r["level"] == "frame" && r["metric"] == "accuracy").expect("frame accuracy");
+    assert_eq!(acc["runs"], "2");
+    let each: Vec<f64> = ["run-0", "run-1"]
+        .iter()
+        .map(|r| common::named_rows(&summary.join(r).join("metrics.csv")).iter().find(|x| x["level"] == "frame").unwrap()["accuracy"].parse().unwrap())
+        .collect();
+    let mean: f64 = acc["mean"].parse().unwrap();
+    assert!((mean - (each[0] + each[1]) / 2.0).abs() < 1e-5, "{mean} vs {each:?}");
+}

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::output;
 use scmpl::exit;
+use scmpl::shard::ShardSpec;
 use scmpl::train::eval::GroupBy;
 use scmpl::train::model::Backbone;
 use scmpl::train::recipe::{Preset, Recipe, TrainSettings};
@@ -140,6 +141,10 @@ pub struct TrainArgs {
     /// Stop after this many steps, checkpointed (run.stop_after).
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Run K of N independent runs (K/N, or auto/N: K from SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX): seed run.seed + K, run folder OUT/run-K.
+    #[arg(long)]
+    run_index: Option<ShardSpec>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -164,6 +169,11 @@ impl TrainArgs {
         if let Some(v) = self.image_size { r.data.image_size = v; }
         if let Some(v) = self.lr { r.teacher.lr = v; r.mpl.lr = v; }
         if let Some(v) = self.stop_after { r.run.stop_after = v; }
+        if let Some(spec) = self.run_index {
+            let k = spec.resolve_for("--run-index", |name| std::env::var(name).ok())?.index;
+            r.run.seed += k;
+            r.run.out = r.run.out.join(format!("run-{k}"));
+        }
         extra(&mut r);
         Ok(r.validate()?)
     }
@@ -233,9 +243,10 @@ pub enum Protocol {
 /// Flags of `eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Run folder (recipe.toml + checkpoints/).
-    #[arg(long)]
-    checkpoint: PathBuf,
+    /// Run folder (recipe.toml + checkpoints/); repeat it for several runs (seeds, folds):
+    /// each is evaluated, then the mean and spread of every metric are printed.
+    #[arg(long, required = true)]
+    checkpoint: Vec<PathBuf>,
     /// faces.csv with labels.
     #[arg(long)]
     manifest: PathBuf,
@@ -246,16 +257,43 @@ pub struct EvalArgs {
     protocol: Option<Protocol>,
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Where metrics.csv and metrics.json go (default RUN/eval).
+    /// Where metrics.csv and metrics.json go (default RUN/eval); with several runs, RUN's
+    /// folder name under it, and summary.csv.
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-/// `scmpl eval`.
+/// `scmpl eval`: one run, or several and their summary.
 pub fn eval(a: EvalArgs) -> anyhow::Result<i32> {
-    let out = a.out.unwrap_or_else(|| a.checkpoint.join("eval"));
+    if let [run] = a.checkpoint.as_slice() {
+        let out = a.out.clone().unwrap_or_else(|| run.join("eval"));
+        return eval_one(&a, run, &out);
+    }
+    let mut all = Vec::new();
+    for run in &a.checkpoint {
+        let name = run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        let out = a.out.as_ref().map_or_else(|| run.join("eval"), |o| o.join(&name));
+        output::line(format_args!("== {}", run.display()))?;
+        eval_one(&a, run, &out)?;
+        all.push(scmpl::train::eval::read_reports(&out)?);
+    }
+    let rows = scmpl::train::eval::summarize(&all);
+    output::line(format_args!("== {} runs: mean and standard deviation", all.len()))?;
+    output::line(format_args!("{:<16} {:<10} {:<9} {:>8} {:>8} {:>5}", "domain", "level", "metric", "mean", "sd", "runs"))?;
+    for r in &rows {
+        output::line(format_args!("{:<16} {:<10} {:<9} {:>8.4} {:>8.4} {:>5}", r.domain, r.level, r.metric, r.mean, r.sd, r.runs))?;
+    }
+    if let Some(out) = &a.out {
+        let path = scmpl::train::eval::write_summary(&rows, out)?;
+        eprintln!("written {}", path.display());
+    }
+    Ok(exit::OK)
+}
+
+/// Evaluates one run into `out` and prints its table.
+fn eval_one(a: &EvalArgs, run: &Path, out: &Path) -> anyhow::Result<i32> {
     let paper = a.protocol == Some(Protocol::Paper);
-    let reports = scmpl::train::eval::run(&a.checkpoint, &a.manifest, a.by, paper, &a.device, &out)?;
+    let reports = scmpl::train::eval::run(run, &a.manifest, a.by, paper, &a.device, out)?;
     let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "undefined".into());
     output::line(format_args!("{:<16} {:<10} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8}", "domain", "level", "n", "accuracy", "auc", "eer", "ap", "logloss"))?;
     for r in &reports {

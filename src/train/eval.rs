@@ -133,3 +133,93 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<GroupBy>, paper: bool, d
     std::fs::write(&cp, csv).map_err(io_err(&cp))?;
     Ok(reports)
 }
+
+/// The metrics of one run's evaluation, read back from its `metrics.csv`: (domain, level) ->
+/// metric -> value (metrics that were undefined are left out).
+pub type RunMetrics = BTreeMap<(String, String), BTreeMap<&'static str, f64>>;
+
+/// The metrics `summarize` averages.
+pub const SUMMARY_METRICS: [&str; 5] = ["accuracy", "auc", "eer", "ap", "log_loss"];
+
+/// Reads `out/metrics.csv` as [`eval::run`](run) wrote it.
+pub fn read_reports(out: &Path) -> Result<RunMetrics, TrainError> {
+    let path = out.join("metrics.csv");
+    let csv_err = |e: csv::Error| TrainError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) };
+    let mut r = csv::Reader::from_path(&path).map_err(csv_err)?;
+    let headers = r.headers().map_err(csv_err)?.clone();
+    let col = |rec: &csv::StringRecord, name: &str| headers.iter().position(|h| h == name).and_then(|i| rec.get(i)).unwrap_or("").to_string();
+    let mut runs = RunMetrics::new();
+    for rec in r.records() {
+        let rec = rec.map_err(csv_err)?;
+        let values = SUMMARY_METRICS.iter().filter_map(|m| col(&rec, m).parse::<f64>().ok().map(|v| (*m, v))).collect();
+        runs.insert((col(&rec, "domain"), col(&rec, "level")), values);
+    }
+    Ok(runs)
+}
+
+/// One metric of one domain and level over several runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    pub domain: String,
+    pub level: String,
+    pub metric: &'static str,
+    pub mean: f64,
+    /// Sample standard deviation (0 for one run).
+    pub sd: f64,
+    /// Runs in which the metric was defined.
+    pub runs: usize,
+}
+
+/// Mean and spread of every metric over `runs` (seeds, folds), per domain and level.
+pub fn summarize(runs: &[RunMetrics]) -> Vec<SummaryRow> {
+    let mut keys: Vec<&(String, String)> = runs.iter().flat_map(|r| r.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut rows = Vec::new();
+    for key in keys {
+        for metric in SUMMARY_METRICS {
+            let v: Vec<f64> = runs.iter().filter_map(|r| r.get(key).and_then(|m| m.get(metric)).copied()).collect();
+            if v.is_empty() {
+                continue;
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
+            rows.push(SummaryRow { domain: key.0.clone(), level: key.1.clone(), metric, mean, sd, runs: v.len() });
+        }
+    }
+    rows
+}
+
+/// Writes `out/summary.csv`.
+pub fn write_summary(rows: &[SummaryRow], out: &Path) -> Result<PathBuf, TrainError> {
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let mut csv = String::from("domain,level,metric,mean,sd,runs\n");
+    for r in rows {
+        csv.push_str(&format!("{},{},{},{:.6},{:.6},{}\n", r.domain, r.level, r.metric, r.mean, r.sd, r.runs));
+    }
+    let path = out.join("summary.csv");
+    std::fs::write(&path, csv).map_err(io_err(&path))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_runs_summarise_to_mean_and_sample_sd() {
+        let run = |acc: f64, auc: Option<f64>| -> RunMetrics {
+            let mut m: BTreeMap<&'static str, f64> = [("accuracy", acc)].into_iter().collect();
+            if let Some(a) = auc {
+                m.insert("auc", a);
+            }
+            [(("all".to_string(), "frame".to_string()), m)].into_iter().collect()
+        };
+        let rows = summarize(&[run(0.8, Some(0.9)), run(0.9, None), run(1.0, Some(0.7))]);
+        let acc = rows.iter().find(|r| r.metric == "accuracy").unwrap();
+        assert!((acc.mean - 0.9).abs() < 1e-12 && (acc.sd - 0.1).abs() < 1e-12 && acc.runs == 3, "{acc:?}");
+        let auc = rows.iter().find(|r| r.metric == "auc").unwrap();
+        assert_eq!(auc.runs, 2, "an undefined AUC is left out, not averaged as 0");
+        assert!((auc.mean - 0.8).abs() < 1e-12);
+    }
+}
