@@ -400,3 +400,46 @@ fn runs_of_a_job_array_get_their_own_folder_and_seed_and_eval_summarises_them() 
     let mean: f64 = acc["mean"].parse().unwrap();
     assert!((mean - (each[0] + each[1]) / 2.0).abs() < 1e-5, "{mean} vs {each:?}");
 }
+
+/// `train mpl` reads its teacher's recipe: another backbone, preset or image size, or a teacher
+/// that did not finish its stages, is refused. Under `paper`, no `model.init` is a loud warning
+/// at the start and in `eval.json`.
+#[test]
+fn mpl_refuses_a_teacher_made_otherwise_or_unfinished_and_paper_without_init_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let m = manifest.to_str().unwrap();
+    let teacher = dir.path().join("teacher");
+    let t = teacher.to_str().unwrap();
+    let common = ["--manifest", m, "--backbone", "resnet18", "--steps", "1", "--batch", "8", "--no-progress"];
+    let go = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(common);
+        run(&a)
+    };
+    assert_eq!(go(&["train", "teacher", "--out", t, "--stop-after", "1"]).status.code(), Some(0));
+    let mpl = |extra: &[&str]| {
+        let out = dir.path().join("mpl");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut a = vec!["train", "mpl", "--teacher", t, "--out", out.to_str().unwrap(), "--mpl-steps", "1", "--mpl-batch", "4,8"];
+        a.extend(extra);
+        go(&a)
+    };
+    let o = mpl(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("did not finish its stages (step 1 of 2)"), "{}", stderr(&o));
+    assert_eq!(go(&["train", "teacher", "--out", t, "--resume"]).status.code(), Some(0));
+    for (extra, what) in [(vec!["--image-size", "32"], "another image size"), (vec!["--preset", "paper"], "another preset")] {
+        let o = mpl(&extra);
+        assert_eq!(o.status.code(), Some(1), "{what}");
+        assert!(stderr(&o).contains(what), "{}", stderr(&o));
+    }
+    assert_eq!(mpl(&[]).status.code(), Some(0));
+    // The paper preset from random weights: said at the start and kept with the result.
+    let paper = dir.path().join("paper");
+    let o = go(&["train", "teacher", "--out", paper.to_str().unwrap(), "--preset", "paper"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("empty model.init"), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(paper.join("eval.json")).unwrap()).unwrap();
+    assert!(eval["warnings"][0].as_str().unwrap().contains("ImageNet"), "{eval}");
+}

@@ -53,6 +53,10 @@ pub struct SplitArgs {
     parts: Vec<String>,
     #[arg(long, default_value_t = 777)]
     seed: u64,
+    /// With --preset paper: NAME=N frames for a sampled source (ffpp 256000, dfdc 128000,
+    /// celebdf 128000, celebdf_test 51200, post_gen 25600 by default), repeatable.
+    #[arg(long = "paper-size")]
+    paper_size: Vec<String>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -133,7 +137,16 @@ pub fn index(a: IndexArgs) -> anyhow::Result<i32> {
 pub fn split(a: SplitArgs) -> anyhow::Result<i32> {
     match a.preset {
         Some(SplitPreset::Paper) => {
-            for (name, path, set) in split::paper_files(&a.faces, a.seed, &a.out)? {
+            let mut sizes = scmpl::tools::paper::PaperSizes::default();
+            for item in &a.paper_size {
+                sizes.set(item)?;
+            }
+            let (sets, files) = scmpl::tools::paper::paper_files(&a.faces, a.seed, sizes, &a.out)?;
+            output::line(format_args!("{:<14} {:<22} {:>9} {:>9}", "set", "source", "available", "taken"))?;
+            for (set, source, available, taken) in &sets.sources {
+                output::line(format_args!("{set:<14} {source:<22} {available:>9} {taken:>9}"))?;
+            }
+            for ((name, set), path) in sets.sets.iter().zip(&files) {
                 let fake = set.iter().filter(|r| r.label == Some(1)).count();
                 output::line(format_args!("{name:<14} {:>8} faces ({} real, {fake} fake) -> {}", set.len(), set.len() - fake, path.display()))?;
             }

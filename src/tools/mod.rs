@@ -1,7 +1,7 @@
 //! Stage tools: what users run on manifests and runs between and after the pipeline stages.
 //!
 //! - [`index`]: image-folder datasets (FF++, Celeb-DF, CelebA, StyleGAN, folders) -> `faces.csv`;
-//! - [`split`]: leak-free splits, and the paper's data protocol;
+//! - [`split`]: leak-free splits; [`paper`]: the paper's data protocol;
 //! - [`merge`], [`validate`], [`stats`], [`export`]: `scmpl manifest ...`;
 //! - [`report`]: training curves, ROC charts, contact sheets (OpenCV);
 //! - [`doctor`]: what scmpl loads and finds at run time.
@@ -13,6 +13,7 @@ use crate::manifest::ManifestError;
 pub mod export;
 pub mod index;
 pub mod merge;
+pub mod paper;
 pub mod split;
 pub mod stats;
 pub mod validate;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::ToolError;
 use crate::hash::stable_hash;
@@ -153,27 +153,6 @@ pub fn split_file(faces: &Path, by: GroupBy, spec: &SplitSpec, seed: u64, out: &
     Ok(rows)
 }
 
-/// `scmpl split --preset paper`: the sets of [`paper_sets`] from every manifest of `inputs`,
-/// written as `out/<set>.csv`. Returns (set, its file, its rows).
-pub fn paper_files(inputs: &[PathBuf], seed: u64, out: &Path) -> Result<Vec<(&'static str, PathBuf, Vec<FaceRow>)>, ToolError> {
-    std::fs::create_dir_all(out).map_err(ToolError::io(out))?;
-    let mut rows = Vec::new();
-    for f in inputs {
-        let base = paths::folder_of(f);
-        for mut r in manifest::read_rows::<FaceRow>(f)? {
-            r.path = paths::rebase(&base.join(&r.path), out)?;
-            rows.push(r);
-        }
-    }
-    let mut written = Vec::new();
-    for (name, set) in paper_sets(&rows, seed) {
-        let path = out.join(format!("{name}.csv"));
-        manifest::write_all(&path, &set)?;
-        written.push((name, path, set));
-    }
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,118 +187,5 @@ mod tests {
         assert!(parse_ratios("0.5,0.2").is_err());
         assert!(parse_ratios("1").is_err());
         assert!(parse_ratios("a,b").is_err());
-    }
-}
-
-/// The paper's data protocol (DESIGN.md section 5), from indexed/extracted manifests:
-/// `labelled` = FF++ train (Deepfakes, Face2Face, FaceSwap, Original|Real; NeuralTextures held
-/// out) + DFDC parts 0,4,17,35,40 + the first half of Celeb-DF (by original, seeded);
-/// `unlabelled` = the other DFDC parts except 10; `test_known` = FF++ test (DF, F2F, FS,
-/// Original) + DFDC part 10 + the second half of Celeb-DF; `test_same_gen` = FF++ test
-/// NeuralTextures + Original; `test_post_gen` = StyleGAN + FF++ test Original.
-/// A row may belong to several test sets; each set is its own manifest.
-pub fn paper_sets(rows: &[FaceRow], seed: u64) -> BTreeMap<&'static str, Vec<FaceRow>> {
-    const KNOWN_FF: [&str; 5] = ["Deepfakes", "Face2Face", "FaceSwap", "Original", "Real"];
-    const LABELLED_DFDC: [&str; 5] = ["0", "4", "17", "35", "40"];
-    let is_real_ff = |r: &FaceRow| r.part == "Original" || r.part == "Real";
-    // Celeb-DF halves by original group, in seeded hash order.
-    let mut celeb_groups: Vec<String> =
-        rows.iter().filter(|r| r.dataset == "celebdf").map(|r| GroupBy::Original.key(r)).collect::<BTreeSet<_>>().into_iter().collect();
-    celeb_groups.sort_by_key(|k| stable_hash(&format!("{seed}:{k}")));
-    let first_half: BTreeSet<&String> = celeb_groups.iter().take(celeb_groups.len() / 2).collect();
-    let mut sets: BTreeMap<&'static str, Vec<FaceRow>> = BTreeMap::new();
-    for name in ["labelled", "unlabelled", "test_known", "test_same_gen", "test_post_gen"] {
-        sets.insert(name, Vec::new());
-    }
-    let mut put = |name: &'static str, r: &FaceRow| {
-        let mut r = r.clone();
-        r.split = name.to_string();
-        sets.get_mut(name).expect("known set").push(r);
-    };
-    for r in rows {
-        match r.dataset.as_str() {
-            "ffpp" => {
-                let known = KNOWN_FF.contains(&r.part.as_str());
-                match r.split.as_str() {
-                    "train" if known => put("labelled", r),
-                    "test" => {
-                        if known {
-                            put("test_known", r);
-                        }
-                        if r.part == "NeuralTextures" || is_real_ff(r) {
-                            put("test_same_gen", r);
-                        }
-                        if is_real_ff(r) {
-                            put("test_post_gen", r);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            "dfdc" => {
-                if LABELLED_DFDC.contains(&r.part.as_str()) {
-                    put("labelled", r);
-                } else if r.part == "10" {
-                    put("test_known", r);
-                } else {
-                    put("unlabelled", r);
-                }
-            }
-            "celebdf" => {
-                if first_half.contains(&GroupBy::Original.key(r)) {
-                    put("labelled", r)
-                } else {
-                    put("test_known", r)
-                }
-            }
-            "stylegan" => put("test_post_gen", r),
-            _ => {}
-        }
-    }
-    sets
-}
-
-#[cfg(test)]
-mod paper_tests {
-    use super::*;
-
-    fn r(dataset: &str, part: &str, split: &str, original: &str, label: u8) -> FaceRow {
-        FaceRow {
-            path: format!("{dataset}/{part}/{original}.png"),
-            video_id: format!("{part}_{original}"),
-            original: original.into(),
-            dataset: dataset.into(),
-            part: part.into(),
-            split: split.into(),
-            label: Some(label),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn the_paper_protocol_puts_each_source_where_the_paper_does() {
-        let rows = vec![
-            r("ffpp", "Deepfakes", "train", "000", 1),
-            r("ffpp", "NeuralTextures", "train", "000", 1),
-            r("ffpp", "Original", "test", "004", 0),
-            r("ffpp", "NeuralTextures", "test", "004", 1),
-            r("dfdc", "4", "train", "a", 0),
-            r("dfdc", "10", "train", "b", 0),
-            r("dfdc", "22", "train", "c", 1),
-            r("celebdf", "real", "", "id0_0000", 0),
-            r("celebdf", "fake", "", "id1_0000", 1),
-            r("stylegan", "", "", "s1", 1),
-        ];
-        let sets = paper_sets(&rows, 1);
-        let ids = |n: &str| sets[n].iter().map(|r| format!("{}:{}", r.dataset, r.video_id)).collect::<Vec<_>>();
-        assert_eq!(ids("labelled").len(), 3, "{:?}", ids("labelled"));
-        assert!(ids("labelled").contains(&"ffpp:Deepfakes_000".to_string()));
-        assert!(!ids("labelled").iter().any(|i| i.contains("NeuralTextures")), "NT held out");
-        assert_eq!(ids("unlabelled"), vec!["dfdc:22_c"]);
-        assert_eq!(ids("test_same_gen"), vec!["ffpp:Original_004", "ffpp:NeuralTextures_004"]);
-        assert_eq!(ids("test_post_gen"), vec!["ffpp:Original_004", "stylegan:_s1"]);
-        assert!(ids("test_known").contains(&"dfdc:10_b".to_string()));
-        assert_eq!(ids("test_known").iter().filter(|i| i.starts_with("celebdf")).count(), 1);
-        assert!(sets["labelled"].iter().all(|r| r.split == "labelled"));
     }
 }

@@ -54,6 +54,10 @@ pub enum TrainError {
     OtherArchitecture { path: PathBuf, diffs: String },
     #[error("teacher of another backbone than model.backbone = {backbone}: {source}")]
     TeacherBackbone { backbone: String, source: Box<TrainError> },
+    #[error("{teacher}: a teacher with another {what} ({theirs}) than this run's ({ours}); train a teacher with the same settings")]
+    TeacherMismatch { teacher: PathBuf, what: &'static str, theirs: String, ours: String },
+    #[error("{teacher}: the teacher did not finish its stages (step {step} of {total}); resume it first (scmpl train teacher --resume)")]
+    TeacherUnfinished { teacher: PathBuf, step: usize, total: usize },
     #[error("{dir}: made with another recipe (model, data or schedule differ); resume with the saved recipe {recipe}")]
     RecipeChanged { dir: PathBuf, recipe: PathBuf },
     #[error("{0} already holds a run; pass --resume to continue it, or choose another run.out")]

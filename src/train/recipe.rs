@@ -165,6 +165,20 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
+    /// What is off about this recipe without being an error: said at the start of a run and
+    /// kept in its `eval.json`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.preset == Preset::Paper && self.recipe.model.init.is_empty() {
+            w.push(
+                "preset paper with an empty model.init: the encoder starts from random weights, the authors start from ImageNet \
+                 (convert torchvision's weights with scripts/convert-torchvision and pass --init); results will not be the paper's"
+                    .to_string(),
+            );
+        }
+        w
+    }
+
     /// The libtorch device; CUDA asked for and absent is an error, never a CPU run.
     pub fn torch_device(&self) -> Result<tch::Device, DeviceError> {
         torch_device(self.device)

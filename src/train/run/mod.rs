@@ -70,6 +70,9 @@ impl RunDir {
         };
         let path = out.join("recipe.toml");
         std::fs::write(&path, recipe.to_toml()).map_err(io_err(&path))?;
+        for w in settings.warnings() {
+            tracing::warn!("{w}");
+        }
         Ok(RunDir { out, resumed, fingerprint })
     }
 
@@ -232,5 +235,9 @@ pub fn finish(
     obj.insert("images".into(), n.into());
     obj.insert("accuracy".into(), acc.into());
     obj.insert("step".into(), report.last_step.into());
+    let warnings = settings.warnings();
+    if !warnings.is_empty() {
+        obj.insert("warnings".into(), warnings.into());
+    }
     dir.write_eval(&json)
 }

@@ -26,7 +26,7 @@ use crate::train::data::{self, Loader};
 use crate::train::loss;
 use crate::train::model::{self, Backbone, Classifier, SupConNet};
 use crate::train::optim::Adam;
-use crate::train::recipe::{Preset, TrainSettings};
+use crate::train::recipe::TrainSettings;
 use crate::train::TrainError;
 
 /// The four models and their optimizers.
@@ -96,6 +96,16 @@ fn student_labelled_loss(m: &MplModels, a: &Tensor, y: &Tensor) -> Result<f64, T
     Ok(v)
 }
 
+/// Sub-step 4: one step of the student classifier on labelled data, the student encoder frozen
+/// in eval mode under every preset, as the authors' `main.py` does (`student.eval()` under
+/// `no_grad`): its BatchNorm statistics do not move. Returns the CE loss.
+fn student_classifier_step(m: &mut MplModels, a: &Tensor, y: &Tensor) -> Result<Tensor, TrainError> {
+    let s_f = tch::no_grad(|| m.student.features(a, false));
+    let s_ce = ce(&m.student_cls.forward(&s_f), y)?;
+    m.opt_sc.backward_step(&s_ce);
+    Ok(s_ce)
+}
+
 /// Two views [2n, ...] (view-major) -> SupCon features [n, 2, d] from `net` in train mode.
 fn supcon_of(net: &SupConNet, x: &Tensor, y: &Tensor, settings: &TrainSettings) -> Result<Tensor, TrainError> {
     let n = y.size()[0];
@@ -126,11 +136,8 @@ pub fn step(m: &mut MplModels, la: &Tensor, y: &Tensor, ua: &Tensor, settings: &
     let pseudo = t_uw.detach().argmax(-1, false);
     let s_supcon = supcon_of(&m.student, ua, &pseudo, settings)?;
     m.opt_s.backward_step(&s_supcon);
-    // 4. student classifier on labelled data, encoder frozen (the paper preset keeps BN in train mode).
-    let bn_train = settings.preset == Preset::Paper;
-    let s_f = tch::no_grad(|| m.student.features(&a, bn_train));
-    let s_ce = ce(&m.student_cls.forward(&s_f), y)?;
-    m.opt_sc.backward_step(&s_ce);
+    // 4. student classifier on labelled data, encoder frozen.
+    let s_ce = student_classifier_step(m, &a, y)?;
     // 5. h: how much the student's labelled loss moved.
     let s_new = student_labelled_loss(m, &a, y)?;
     let h = s_new - s_old;
@@ -149,6 +156,33 @@ pub fn step(m: &mut MplModels, la: &Tensor, y: &Tensor, ua: &Tensor, settings: &
         t_supcon: t_supcon.double_value(&[]),
         t_acc,
     })
+}
+
+/// Refuses a teacher run made with another preset, image size or backbone than this run, or
+/// one that did not finish its two stages.
+fn check_teacher(settings: &TrainSettings, ck: &checkpoint::Checkpoint) -> Result<(), TrainError> {
+    let dir = &settings.recipe.mpl.teacher;
+    let recipe_path = dir.join("recipe.toml");
+    if !recipe_path.is_file() {
+        return Err(TrainError::NotARun(dir.clone()));
+    }
+    let theirs = crate::train::recipe::Recipe::load(Some(&recipe_path))?;
+    let ours = &settings.recipe;
+    let mismatch = |what: &'static str, a: String, b: String| TrainError::TeacherMismatch { teacher: dir.clone(), what, theirs: a, ours: b };
+    if theirs.model.backbone != ours.model.backbone {
+        return Err(mismatch("backbone", theirs.model.backbone, ours.model.backbone.clone()));
+    }
+    if theirs.run.preset != ours.run.preset {
+        return Err(mismatch("preset", theirs.run.preset, ours.run.preset.clone()));
+    }
+    if theirs.data.image_size != ours.data.image_size {
+        return Err(mismatch("image size", theirs.data.image_size.to_string(), ours.data.image_size.to_string()));
+    }
+    let total = theirs.teacher.supcon_steps + theirs.teacher.linear_steps;
+    if ck.step < total {
+        return Err(TrainError::TeacherUnfinished { teacher: dir.clone(), step: ck.step, total });
+    }
+    Ok(())
 }
 
 fn save(dir: &RunDir, m: &MplModels, step: usize) -> Result<String, TrainError> {
@@ -186,6 +220,7 @@ pub fn run(settings: &TrainSettings, resume: bool, progress: bool) -> Result<Run
         None => {
             let tck = checkpoint::latest(&mp.teacher)?
                 .ok_or_else(|| TrainError::NoCheckpoint { run: mp.teacher.clone(), hint: "no teacher; run `scmpl train teacher` first" })?;
+            check_teacher(settings, &tck)?;
             checkpoint::load_vars(&mut m.vs_t, &tck.dir.join("teacher.safetensors"))
                 .map_err(|e| TrainError::TeacherBackbone { backbone: recipe.model.backbone.clone(), source: Box::new(e) })?;
             checkpoint::load_vars(&mut m.vs_tc, &tck.dir.join("teacher_classifier.safetensors"))?;
@@ -289,6 +324,28 @@ mod tests {
                 assert!((g - g2).abs().max().double_value(&[]) < 1e-4, "{name}: the MPL term leaked into the teacher encoder");
             }
         }
+    }
+
+    /// Bug: under `paper`, sub-step 4 ran the student encoder with BatchNorm in train mode, so
+    /// its running statistics moved on every MPL step.
+    #[test]
+    fn the_student_classifier_step_leaves_the_students_batchnorm_statistics_alone() {
+        let mut m = models();
+        let running = |m: &MplModels| -> Vec<(String, Tensor)> {
+            let mut v: Vec<(String, Tensor)> =
+                m.vs_s.variables().into_iter().filter(|(k, _)| k.contains("running_")).map(|(k, t)| (k, t.copy())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let y = Tensor::from_slice(&[0i64, 1, 0, 1]);
+        let a = batch(4).narrow(0, 0, 4) * 3.0 + 1.0;
+        let before = running(&m);
+        assert!(!before.is_empty());
+        let _ = student_classifier_step(&mut m, &a, &y).unwrap();
+        for ((name, b), (_, after)) in before.iter().zip(running(&m)) {
+            assert!(b.equal(&after), "{name} moved in sub-step 4");
+        }
+        // It takes no preset: `step` calls it the same way under `default` and `paper`.
     }
 
     #[test]
