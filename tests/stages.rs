@@ -251,10 +251,10 @@ fn split_never_leaks_and_validate_catches_a_leak_made_by_hand() {
     assert_eq!(run(&["manifest", "export", s(&out), "--format", "folds", "--out", s(&folds)]).status.code(), Some(0));
     let text = std::fs::read_to_string(&folds).unwrap();
     assert!(text.starts_with("video,file,label,original,frame,fold\n"));
-    let dfb = d.path().join("dfb.json");
+    let dfb = d.path().join("dfb");
     assert_eq!(run(&["manifest", "export", s(&out), "--format", "deepfakebench", "--out", s(&dfb)]).status.code(), Some(0));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&dfb).unwrap()).unwrap();
-    assert!(json["dfdc"]["dfdc_Fake"].is_object());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dfb.join("dataset_json/DFDC.json")).unwrap()).unwrap();
+    assert!(json["DFDC"]["DFDC_Fake"]["train"].is_object() && json["DFDC"]["DFDC_Fake"]["test"].is_object());
 }
 
 #[test]

@@ -107,9 +107,12 @@ pub enum ManifestCommand {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
-    /// Export to folds.csv (DFDC winners' code) or DeepfakeBench JSON.
+    /// Export to folds.csv (DFDC winners' code) or DeepfakeBench's layout (JSON per dataset and a
+    /// frames tree; see README).
     ///
     /// Example: scmpl manifest export faces.csv --format folds --out folds.csv
+    ///
+    /// Example: scmpl manifest export split.csv --format deepfakebench --out dfb/
     Export {
         file: PathBuf,
         #[arg(long, value_enum)]
@@ -117,6 +120,14 @@ pub enum ManifestCommand {
         /// Number of folds for --format folds.
         #[arg(long, default_value_t = 5)]
         folds: u64,
+        /// --format deepfakebench: the folder DeepfakeBench finds OUT/rgb at, relative to its
+        /// own folder (frame paths start with ./PREFIX/).
+        #[arg(long, default_value = "datasets/scmpl")]
+        root_prefix: String,
+        /// --format deepfakebench: the FF++ compression level the rows are filed under.
+        #[arg(long, default_value = "c23")]
+        compression: String,
+        /// folds.csv, or a folder for deepfakebench.
         #[arg(long)]
         out: PathBuf,
     },
@@ -221,9 +232,32 @@ pub fn manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
             output::print(scmpl::tools::stats::stats(&file)?)?;
             Ok(exit::OK)
         }
-        ManifestCommand::Export { file, format, folds, out } => {
-            let n = scmpl::tools::export::export(&file, format, folds, &out)?;
+        ManifestCommand::Export { file, format: Format::Folds, folds, out, .. } => {
+            let n = scmpl::tools::export::export_folds(&file, folds, &out)?;
             eprintln!("exported {n} rows to {}", out.display());
+            Ok(exit::OK)
+        }
+        ManifestCommand::Export { file, format: Format::DeepfakeBench, out, root_prefix, compression, .. } => {
+            let r = scmpl::tools::export::export_deepfakebench(&file, &out, &root_prefix, &compression)?;
+            eprintln!("exported {} frames (one face per frame) to {}", r.frames, out.display());
+            for (n, what) in [
+                (r.extra_faces, "faces left out: a larger face of the same frame was exported"),
+                (r.unlabelled, "unlabelled rows left out"),
+                (r.other_split, "rows of splits DeepfakeBench has no mode for (e.g. unlabelled) left out"),
+            ] {
+                if n > 0 {
+                    eprintln!("  {n} {what}");
+                }
+            }
+            let root = root_prefix.trim_matches('/');
+            eprintln!("In DeepfakeBench's folder: ln -s {} {root}", std::path::absolute(out.join("rgb"))?.display());
+            eprintln!("In its config: lmdb: false, dataset_json_folder: {}", std::path::absolute(out.join("dataset_json"))?.display());
+            if !r.label_dict.is_empty() {
+                eprintln!("and these lines under label_dict (in train_config.yaml / test_config.yaml):");
+                for l in &r.label_dict {
+                    output::line(format_args!("  {l}"))?;
+                }
+            }
             Ok(exit::OK)
         }
     }

@@ -15,13 +15,6 @@ pub enum Format {
     DeepfakeBench,
 }
 
-/// Exports `path` to `out` in `format`; returns the number of rows exported.
-pub fn export(path: &Path, format: Format, folds: u64, out: &Path) -> Result<usize, ToolError> {
-    match format {
-        Format::Folds => export_folds(path, folds, out),
-        Format::DeepfakeBench => export_deepfakebench(path, out),
-    }
-}
 
 /// `folds.csv` of the DFDC-winning code: `video,file,label,original,frame,fold`, with the fold
 /// of a row fixed by its original (a fake and its source share a fold).
@@ -48,22 +41,130 @@ pub fn export_folds(path: &Path, folds: u64, out: &Path) -> Result<usize, ToolEr
     Ok(rows.len())
 }
 
-/// DeepfakeBench's dataset JSON: `{dataset: {"<dataset>_Real"|"<dataset>_Fake": {split: {video:
-/// {label, frames: [paths]}}}}}`, frame paths relative to the manifest's folder.
-pub fn export_deepfakebench(path: &Path, out: &Path) -> Result<usize, ToolError> {
-    let rows: Vec<FaceRow> = manifest::read_rows(path)?;
-    let mut root = serde_json::Map::new();
-    for r in &rows {
-        let class = format!("{}_{}", r.dataset, if r.label == Some(1) { "Fake" } else { "Real" });
-        let split = if r.split.is_empty() { "all".to_string() } else { r.split.clone() };
-        let ds = root.entry(r.dataset.clone()).or_insert_with(|| serde_json::json!({}));
-        let video = &mut ds[&class][&split][&r.video_id];
-        if video.is_null() {
-            *video = serde_json::json!({ "label": class, "frames": [] });
+/// How a faces.csv dataset is named in DeepfakeBench: its JSON name, and the class of a row.
+fn dfb_names(dataset: &str, part: &str, fake: bool) -> (String, String, bool) {
+    match dataset {
+        "dfdc" => ("DFDC".into(), if fake { "DFDC_Fake" } else { "DFDC_Real" }.into(), true),
+        "celebdf" => ("Celeb-DF-v2".into(), if fake { "CelebDFv2_fake" } else { "CelebDFv2_real" }.into(), true),
+        "ffpp" => {
+            let class = match part {
+                "Deepfakes" => "FF-DF",
+                "Face2Face" => "FF-F2F",
+                "FaceSwap" => "FF-FS",
+                "NeuralTextures" => "FF-NT",
+                "FaceShifter" => "FF-FH",
+                _ if !fake => "FF-real",
+                _ => "FF-DF",
+            };
+            ("FaceForensics++".into(), class.into(), true)
         }
-        video["frames"].as_array_mut().expect("array").push(serde_json::Value::String(r.path.clone()));
+        other => (format!("scmpl-{other}"), format!("scmpl-{other}_{}", if fake { "Fake" } else { "Real" }), false),
     }
-    let text = serde_json::to_string_pretty(&serde_json::Value::Object(root)).expect("json");
-    std::fs::write(out, text).map_err(ToolError::io(out))?;
-    Ok(rows.len())
+}
+
+/// The DeepfakeBench mode of a row's split: train, val or test (paper sets: `labelled` is
+/// train, the test sets test; rows without a split are test sets of an external dataset).
+fn dfb_mode(split: &str) -> Option<&'static str> {
+    match split {
+        "train" | "labelled" => Some("train"),
+        "val" => Some("val"),
+        "test" | "" => Some("test"),
+        s if s.starts_with("test") => Some("test"),
+        _ => None,
+    }
+}
+
+/// What a DeepfakeBench export wrote and left out.
+#[derive(Debug, Default)]
+pub struct DeepfakeBenchExport {
+    pub frames: usize,
+    /// JSON files written (one per dataset).
+    pub files: Vec<std::path::PathBuf>,
+    /// `label_dict` lines DeepfakeBench's config needs for datasets it does not know.
+    pub label_dict: Vec<String>,
+    pub unlabelled: usize,
+    /// Faces left out because another face of the same frame was larger.
+    pub extra_faces: usize,
+    /// Rows of splits DeepfakeBench has no mode for (e.g. `unlabelled`).
+    pub other_split: usize,
+}
+
+/// DeepfakeBench's layout from a faces.csv: `out/dataset_json/<Name>.json` (one file per
+/// dataset, every class with `train`, `val` and `test`, FF++ under a compression level) and
+/// `out/rgb/<Name>/frames/<video>/<frame>.<ext>` (hard links to the crops, one face per frame:
+/// the largest), whose paths in the JSON start with `./<root_prefix>/`, so DeepfakeBench, run
+/// from its own folder with `ln -s out/rgb <root_prefix>`, resolves them as they are.
+pub fn export_deepfakebench(path: &Path, out: &Path, root_prefix: &str, compression: &str) -> Result<DeepfakeBenchExport, ToolError> {
+    let rows: Vec<FaceRow> = manifest::read_rows(path)?;
+    let base = crate::manifest::paths::folder_of(path);
+    let mut report = DeepfakeBenchExport::default();
+    // One face per frame: the largest.
+    let mut best: std::collections::BTreeMap<(String, String, u64), &FaceRow> = Default::default();
+    for r in &rows {
+        if r.label.is_none() {
+            report.unlabelled += 1;
+            continue;
+        }
+        let key = (r.dataset.clone(), r.video_id.clone(), r.frame);
+        let area = |f: &FaceRow| (f.x2 - f.x1) * (f.y2 - f.y1);
+        match best.get(&key) {
+            Some(b) if area(b) >= area(r) => report.extra_faces += 1,
+            Some(_) => {
+                report.extra_faces += 1;
+                best.insert(key, r);
+            }
+            None => {
+                best.insert(key, r);
+            }
+        }
+    }
+    let prefix = root_prefix.trim_matches('/');
+    let mut datasets: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for ((dataset, video, frame), r) in &best {
+        let Some(mode) = dfb_mode(&r.split) else {
+            report.other_split += 1;
+            continue;
+        };
+        let (name, class, known) = dfb_names(dataset, &r.part, r.label == Some(1));
+        let ext = Path::new(&r.path).extension().and_then(|e| e.to_str()).unwrap_or("png");
+        let rel = format!("{name}/frames/{video}/{frame}.{ext}");
+        let link = out.join("rgb").join(&rel);
+        let src = base.join(&r.path);
+        if let Some(dir) = link.parent() {
+            std::fs::create_dir_all(dir).map_err(ToolError::io(dir))?;
+        }
+        let _ = std::fs::remove_file(&link);
+        if std::fs::hard_link(&src, &link).is_err() {
+            std::fs::copy(&src, &link).map_err(ToolError::io(&src))?;
+        }
+        let root = datasets.entry(name.clone()).or_insert_with(|| serde_json::json!({ &name: {} }));
+        let classes = root[&name].as_object_mut().expect("object");
+        // Every class has every mode (DeepfakeBench reads train and test of each), FF++'s under
+        // the compression level its loader selects.
+        let empty = if name == "FaceForensics++" { serde_json::json!({ compression: {} }) } else { serde_json::json!({}) };
+        let entry = classes.entry(class.clone()).or_insert_with(|| serde_json::json!({ "train": empty, "val": empty, "test": empty }));
+        let videos = if name == "FaceForensics++" { &mut entry[mode][compression] } else { &mut entry[mode] };
+        let v = &mut videos[video.as_str()];
+        if v.is_null() {
+            *v = serde_json::json!({ "label": class, "frames": [] });
+        }
+        v["frames"].as_array_mut().expect("array").push(format!("./{prefix}/{rel}").into());
+        report.frames += 1;
+        if !known {
+            for line in [format!("{class}: {}", u8::from(r.label == Some(1)))] {
+                if !report.label_dict.contains(&line) {
+                    report.label_dict.push(line);
+                }
+            }
+        }
+    }
+    let json_dir = out.join("dataset_json");
+    std::fs::create_dir_all(&json_dir).map_err(ToolError::io(&json_dir))?;
+    for (name, value) in datasets {
+        let file = json_dir.join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(&value).expect("json")).map_err(ToolError::io(&file))?;
+        report.files.push(file);
+    }
+    report.label_dict.sort();
+    Ok(report)
 }
