@@ -328,3 +328,60 @@ fn resuming_with_other_settings_is_refused_and_bad_flags_exit_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).to_lowercase().contains("cuda"), "{}", stderr(&o));
 }
+
+/// FaceForensics++ and Celeb-DF as their releases ship them (made here from the real media):
+/// labels, originals, methods and official splits come from the layout, and the paper's
+/// protocol then holds NeuralTextures out and keeps Celeb-DF's halves apart.
+#[test]
+fn ffpp_and_celebdf_release_layouts_are_labelled_from_their_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("releases");
+    let put = |rel: &str, src: std::path::PathBuf| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::copy(src, p).unwrap();
+    };
+    put("FF/original_sequences/youtube/c23/videos/000.mp4", media("carphone_pristine.mp4"));
+    put("FF/original_sequences/youtube/c23/videos/003.mp4", generated("zoom_astronaut.mp4"));
+    put("FF/manipulated_sequences/Deepfakes/c23/videos/000_003.mp4", media("carphone_distorted.mp4"));
+    put("FF/manipulated_sequences/NeuralTextures/c23/videos/003_000.mp4", generated("two_faces.mp4"));
+    put("FF/original_sequences/actors/raw/videos/01__walking.mp4", media("carphone_pristine.mp4"));
+    put("FF/manipulated_sequences/DeepFakeDetection/raw/videos/01_02__walking__ABCD1234.mp4", media("carphone_distorted.mp4"));
+    put("CDF/Celeb-real/id0_0000.mp4", media("carphone_pristine.mp4"));
+    put("CDF/Celeb-synthesis/id0_id16_0000.mp4", media("carphone_distorted.mp4"));
+    put("CDF/YouTube-real/00170.mp4", generated("zoom_astronaut.mp4"));
+    let splits = root.join("FF/splits");
+    std::fs::create_dir_all(&splits).unwrap();
+    for (name, pairs) in [("train", r#"[["000", "003"]]"#), ("val", "[]"), ("test", "[]")] {
+        std::fs::write(splits.join(format!("{name}.json")), pairs).unwrap();
+    }
+    std::fs::write(root.join("CDF/List_of_testing_videos.txt"), "1 YouTube-real/00170.mp4\n0 Celeb-synthesis/id0_id16_0000.mp4\n").unwrap();
+    let out = dir.path().join("out");
+    let o = run(&["extract", root.to_str().unwrap(), "--out", out.to_str().unwrap(), "--sampling", "count:2", "--ffpp-splits", splits.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("found ffpp: 6 videos (3 real, 3 fake") && stderr(&o).contains("found celebdf: 3 videos (2 real, 1 fake"), "{}", stderr(&o));
+    let rows: HashMap<String, HashMap<String, String>> =
+        common::named_rows(&out.join("videos.csv")).into_iter().map(|r| (r["video_id"].clone(), r)).collect();
+    let check = |id: &str, dataset: &str, label: &str, original: &str, part: &str| {
+        let r = rows.get(id).unwrap_or_else(|| panic!("no row {id}: {:?}", rows.keys().collect::<Vec<_>>()));
+        assert_eq!((r["dataset"].as_str(), r["label"].as_str(), r["original"].as_str(), r["part"].as_str()), (dataset, label, original, part), "{id}");
+    };
+    check("c23__Original__000", "ffpp", "0", "000", "Original");
+    check("c23__Deepfakes__000_003", "ffpp", "1", "000", "Deepfakes");
+    check("c23__NeuralTextures__003_000", "ffpp", "1", "003", "NeuralTextures");
+    check("raw__DeepFakeDetection__01_02__walking__ABCD1234", "ffpp", "1", "01__walking", "DeepFakeDetection");
+    check("raw__DeepFakeDetection_original__01__walking", "ffpp", "0", "01__walking", "DeepFakeDetection_original");
+    check("Celeb-synthesis__id0_id16_0000", "celebdf", "1", "id0_0000", "Celeb-synthesis");
+    check("YouTube-real__00170", "celebdf", "0", "00170", "YouTube-real");
+    let faces = common::named_rows(&out.join("faces.csv"));
+    let split_of = |id: &str| faces.iter().find(|f| f["video_id"] == id).map(|f| f["split"].clone()).unwrap();
+    assert_eq!(split_of("c23__Deepfakes__000_003"), "train", "FF++ official split");
+    assert_eq!(split_of("Celeb-synthesis__id0_id16_0000"), "test", "Celeb-DF's list of testing videos");
+    assert_eq!(split_of("Celeb-real__id0_0000"), "train");
+    // The paper's protocol on them (sets written beside faces.csv): NT never labelled.
+    let paper = out.clone();
+    let o = run(&["split", "--preset", "paper", out.join("faces.csv").to_str().unwrap(), "--out", paper.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let labelled = common::named_rows(&paper.join("labelled.csv"));
+    assert!(labelled.iter().any(|r| r["part"] == "Deepfakes") && !labelled.iter().any(|r| r["part"] == "NeuralTextures"));
+}

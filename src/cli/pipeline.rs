@@ -92,9 +92,16 @@ pub struct PipelineArgs {
     /// all, or largest (one face per frame).
     #[arg(long)]
     faces: Option<String>,
-    /// Dataset name in the manifests (default: dfdc when a metadata.json is present, else videos).
+    /// Dataset name in the manifests (default: from the layout: dfdc, ffpp, celebdf, else videos).
     #[arg(long)]
     dataset: Option<String>,
+    /// Read the inputs as this release's layout: dfdc, ffpp, celebdf or videos (default: found
+    /// from the folders; see README).
+    #[arg(long)]
+    layout: Option<String>,
+    /// FaceForensics++'s official splits folder (train.json, val.json, test.json): the split column.
+    #[arg(long)]
+    ffpp_splits: Option<PathBuf>,
     /// Face detector: retinaface | mtcnn (facenet-pytorch's cascade; see pipeline/reference.toml).
     #[arg(long)]
     detector: Option<String>,
@@ -136,6 +143,10 @@ impl PipelineArgs {
         set(&mut e.device, &self.device);
         set(&mut e.faces, &self.faces);
         set(&mut e.dataset, &self.dataset);
+        set(&mut e.layout, &self.layout);
+        if let Some(d) = &self.ffpp_splits {
+            e.ffpp_splits = std::path::absolute(d)?.to_string_lossy().into_owned();
+        }
         set(&mut e.decode_workers, &self.decode_workers);
         set(&mut e.crop_workers, &self.crop_workers);
         self.crops.apply(e);
@@ -190,6 +201,9 @@ pub fn crop(args: CropArgs) -> anyhow::Result<i32> {
 
 /// Prints a run's warnings, failures and totals; returns the exit code.
 fn print_summary(s: &Summary, out: &Path) -> i32 {
+    for r in &s.recognised {
+        eprintln!("found {r}");
+    }
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }

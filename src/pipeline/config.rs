@@ -12,6 +12,8 @@ use crate::device::Device;
 use crate::pipeline::crop::{CropRule, ImageFormat};
 use crate::pipeline::decode::Sampling;
 use crate::pipeline::detect::DetectorConfig;
+use crate::pipeline::layouts::{FfppSplits, VideoLayout};
+use crate::pipeline::scan::ScanOptions;
 
 pub const DEFAULT_PIPELINE: &str = include_str!("../../pipeline/default.toml");
 
@@ -28,6 +30,12 @@ pub struct ExtractSection {
     pub decode_workers: usize,
     pub crop_workers: usize,
     pub queue_frames: usize,
+    /// "" (found from the folders), dfdc, ffpp, celebdf or videos.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub layout: String,
+    /// FaceForensics++'s official `splits/` folder (`train.json`, `val.json`, `test.json`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ffpp_splits: String,
 }
 
 /// The raw pipeline config, as in the TOML files.
@@ -95,6 +103,14 @@ impl PipelineConfig {
         if m.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
             return Err(value("detector.mtcnn.thresholds", &format!("{:?}", m.thresholds), "each must be in 0..1".into()));
         }
+        let layout = match e.layout.as_str() {
+            "" => None,
+            l => Some(<VideoLayout as clap::ValueEnum>::from_str(l, true).map_err(|_| value("layout", l, "expected dfdc, ffpp, celebdf or videos".into()))?),
+        };
+        let ffpp_splits = match e.ffpp_splits.as_str() {
+            "" => None,
+            dir => Some(FfppSplits::read(Path::new(dir)).map_err(|r| value("ffpp_splits", dir, r))?),
+        };
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Ok(ExtractSettings {
             sampling,
@@ -103,7 +119,7 @@ impl PipelineConfig {
             size: e.size,
             format,
             largest_only,
-            dataset: Some(e.dataset.clone()).filter(|d| !d.is_empty()),
+            scan: ScanOptions { dataset: Some(e.dataset.clone()).filter(|d| !d.is_empty()), layout, ffpp_splits },
             decode_workers: if e.decode_workers == 0 { (cores / 2).clamp(1, 8) } else { e.decode_workers },
             crop_workers: if e.crop_workers == 0 { (cores / 2).clamp(1, 8) } else { e.crop_workers },
             queue_frames: e.queue_frames.max(1),
@@ -133,7 +149,8 @@ pub struct ExtractSettings {
     pub size: u32,
     pub format: ImageFormat,
     pub largest_only: bool,
-    pub dataset: Option<String>,
+    /// Dataset name, layout and FF++ splits for the scan.
+    pub scan: ScanOptions,
     pub decode_workers: usize,
     pub crop_workers: usize,
     pub queue_frames: usize,

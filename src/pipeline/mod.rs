@@ -29,6 +29,7 @@ pub mod detect;
 pub mod faces;
 pub mod image;
 pub mod journal;
+pub mod layouts;
 pub mod recrop;
 pub mod runtime;
 pub mod scan;
@@ -106,6 +107,8 @@ pub struct Summary {
     pub failed_earlier: Vec<String>,
     /// Problems that did not fail a video (broken metadata, ids made unique, symlink loops).
     pub warnings: Vec<String>,
+    /// What the scan recognised per dataset (videos, real, fake, originals).
+    pub recognised: Vec<String>,
 }
 
 impl Summary {
@@ -141,8 +144,8 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     let mut journal = Journal::recover(out, opts.mode == Mode::Extract, opts.retry_failed)?;
     write_config(out, &opts.config)?;
 
-    let found = scan::scan(inputs, settings.dataset.as_deref());
-    let mut summary = Summary { warnings: found.warnings, failures: found.errors, ..Default::default() };
+    let found = scan::scan(inputs, &settings.scan);
+    let mut summary = Summary { warnings: found.warnings, failures: found.errors, recognised: found.recognised, ..Default::default() };
     let mut jobs = Vec::new();
     let mut this_run = std::collections::HashSet::new();
     for v in found.videos {

@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use super::layouts::{self, FfppSplits, VideoLayout};
+
 
 /// Extensions treated as videos when walking folders (files named explicitly are always taken).
 pub const VIDEO_EXTENSIONS: &[&str] =
@@ -38,6 +40,8 @@ pub struct Scan {
     pub warnings: Vec<String>,
     /// Inputs given on the command line that do not exist (counted as failures).
     pub errors: Vec<String>,
+    /// What was recognised, per dataset: videos, real, fake, unlabelled, originals.
+    pub recognised: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -52,6 +56,13 @@ enum Metadata {
     None,
     Broken,
     Dfdc(HashMap<String, DfdcEntry>),
+}
+
+impl Metadata {
+    /// This metadata where the folder is read as DFDC, else none.
+    fn filter_dfdc(&self, is_dfdc: bool) -> &Metadata {
+        if is_dfdc { self } else { &Metadata::None }
+    }
 }
 
 /// `s` made safe as one path component, stably and reversibly: `%`, `/`, `\` and control
@@ -165,8 +176,67 @@ fn video_id(path: &Path, root: &Path, is_dfdc: bool) -> String {
     parts.join("__")
 }
 
-/// Walks `inputs` and labels what it finds. `dataset` overrides the dataset name.
-pub fn scan(inputs: &[PathBuf], dataset: Option<&str>) -> Scan {
+/// How inputs are read: the dataset name to use, a forced layout, FF++'s official splits.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    pub dataset: Option<String>,
+    pub layout: Option<VideoLayout>,
+    pub ffpp_splits: Option<FfppSplits>,
+}
+
+/// Labels `job` by the FF++ or Celeb-DF release layout when its path follows one (and the
+/// layout is not forced to another); true when it did.
+fn label_from_layout(job: &mut VideoJob, opts: &ScanOptions, celeb_tests: &mut BTreeMap<PathBuf, Option<HashMap<String, u8>>>, warnings: &mut Vec<String>) -> bool {
+    let parts: Vec<String> = job.path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let want = |l: VideoLayout| opts.layout.is_none_or(|f| f == l);
+    let found = if want(VideoLayout::Ffpp) { layouts::ffpp(&parts, opts.ffpp_splits.as_ref()) } else { None };
+    let found = found.or_else(|| {
+        if !want(VideoLayout::CelebDf) {
+            return None;
+        }
+        let root = job.path.parent()?.parent()?.to_path_buf();
+        let tests = celeb_tests.entry(root.clone()).or_insert_with(|| match layouts::celebdf_tests(&root) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                warnings.push(format!("{e}; Celeb-DF splits left empty"));
+                None
+            }
+            None => None,
+        });
+        layouts::celebdf(&parts, tests.as_ref())
+    });
+    let Some(l) = found else { return false };
+    job.video_id = safe_component(&l.video_id);
+    job.original = safe_component(&l.original);
+    job.label = Some(l.label);
+    job.part = l.part;
+    job.split = l.split;
+    if opts.dataset.is_none() {
+        job.dataset = l.dataset.into();
+    }
+    true
+}
+
+/// Per dataset: "NAME: V videos (R real, F fake, O originals)".
+fn recognised(videos: &[VideoJob]) -> Vec<String> {
+    let mut by: BTreeMap<&str, (usize, usize, usize, HashSet<&str>)> = BTreeMap::new();
+    for v in videos {
+        let e = by.entry(v.dataset.as_str()).or_default();
+        e.0 += 1;
+        match v.label {
+            Some(0) => e.1 += 1,
+            Some(_) => e.2 += 1,
+            None => {}
+        }
+        e.3.insert(v.original.as_str());
+    }
+    by.into_iter().map(|(d, (n, r, f, o))| format!("{d}: {n} videos ({r} real, {f} fake, {} unlabelled; {} originals)", n - r - f, o.len())).collect()
+}
+
+/// Walks `inputs` and labels what it finds.
+pub fn scan(inputs: &[PathBuf], opts: &ScanOptions) -> Scan {
+    let dataset = opts.dataset.as_deref();
+    let mut celeb_tests = BTreeMap::new();
     let mut out = Scan::default();
     let mut metadata: BTreeMap<PathBuf, Metadata> = BTreeMap::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
@@ -192,7 +262,7 @@ pub fn scan(inputs: &[PathBuf], dataset: Option<&str>) -> Scan {
             let meta = metadata.entry(dir.clone()).or_insert_with(|| read_metadata(&dir, &mut out.warnings));
             let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             listed_seen.entry(dir.clone()).or_default().insert(file_name.clone());
-            let is_dfdc = !matches!(meta, Metadata::None) || dfdc_part(&dir).is_some();
+            let is_dfdc = opts.layout.is_none_or(|l| l == VideoLayout::Dfdc) && (!matches!(meta, Metadata::None) || dfdc_part(&dir).is_some());
             let mut id = video_id(&path, &root, is_dfdc);
             let part = dfdc_part(&dir).unwrap_or_else(|| {
                 if is_dfdc {
@@ -201,20 +271,29 @@ pub fn scan(inputs: &[PathBuf], dataset: Option<&str>) -> Scan {
                     dir.strip_prefix(&root).map(|p| p.components().map(|c| safe_os(c.as_os_str())).collect::<Vec<_>>().join("__")).unwrap_or_default()
                 }
             });
+            let mut job = VideoJob { path: path.clone(), video_id: id.clone(), dataset: String::new(), part, label: None, original: id.clone(), split: String::new(), problem };
+            let by_layout = !is_dfdc && label_from_layout(&mut job, opts, &mut celeb_tests, &mut out.warnings);
+            id = job.video_id.clone();
             if let Some(other) = seen.get(&id) {
                 let base = id.clone();
                 id = (2..).map(|n| format!("{base}~{n}")).find(|c| !seen.contains_key(c)).expect("a free id");
                 out.warnings.push(format!("{}: video id '{base}' is taken by {}; this video is '{id}'", path.display(), other.display()));
             }
             seen.insert(id.clone(), path.clone());
-            let dataset = dataset.map(str::to_string).unwrap_or_else(|| if is_dfdc { "dfdc" } else { "videos" }.to_string());
-            let mut job = VideoJob { path: path.clone(), video_id: id.clone(), dataset, part, label: None, original: id, split: String::new(), problem };
-            if let Metadata::Dfdc(entries) = meta {
+            job.video_id = id.clone();
+            if !by_layout {
+                job.original = id;
+                job.dataset = dataset.map(str::to_string).unwrap_or_else(|| if is_dfdc { "dfdc" } else { "videos" }.to_string());
+            } else if job.dataset.is_empty() {
+                job.dataset = dataset.unwrap_or_default().to_string();
+            }
+            if let Metadata::Dfdc(entries) = meta.filter_dfdc(is_dfdc) {
                 label_from_metadata(&mut job, entries.get(&file_name), &dir, &mut out.warnings);
             }
             out.videos.push(job);
         }
     }
+    out.recognised = recognised(&out.videos);
     for (dir, meta) in &metadata {
         if let Metadata::Dfdc(entries) = meta {
             let seen = listed_seen.get(dir);
@@ -317,7 +396,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(p1.join("metadata.json"), "{not json").unwrap();
-        let s = scan(&[dir.path().to_path_buf()], None);
+        let s = scan(&[dir.path().to_path_buf()], &ScanOptions::default());
         assert!(s.errors.is_empty(), "{:?}", s.errors);
         let by_id: HashMap<_, _> = s.videos.iter().map(|v| (v.video_id.as_str(), v)).collect();
         assert_eq!(by_id["a"].label, Some(0));
@@ -340,7 +419,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("x/y")).unwrap();
         std::fs::write(dir.path().join("x/y/clip.mkv"), b"x").unwrap();
         std::fs::write(dir.path().join("x/notes.txt"), b"x").unwrap();
-        let s = scan(&[dir.path().to_path_buf(), dir.path().join("nope")], None);
+        let s = scan(&[dir.path().to_path_buf(), dir.path().join("nope")], &ScanOptions::default());
         assert_eq!(s.videos.len(), 1);
         assert_eq!(s.videos[0].video_id, "x__y__clip");
         assert_eq!(s.videos[0].dataset, "videos");
