@@ -443,3 +443,41 @@ fn mpl_refuses_a_teacher_made_otherwise_or_unfinished_and_paper_without_init_war
     let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(paper.join("eval.json")).unwrap()).unwrap();
     assert!(eval["warnings"][0].as_str().unwrap().contains("ImageNet"), "{eval}");
 }
+
+/// `scmpl import` makes a run folder of weights trained elsewhere (here: a teacher's own files,
+/// which carry the names the authors' converted weights do): it scores exactly like the run
+/// they came from, `train mpl` takes it as a teacher, and weights of another architecture are
+/// refused with the names that differ.
+#[test]
+fn imported_weights_make_a_run_that_scores_like_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let m = manifest.to_str().unwrap();
+    let source = dir.path().join("source");
+    let o = run(&["train", "teacher", "--manifest", m, "--out", source.to_str().unwrap(), "--backbone", "resnet18", "--steps", "1", "--batch", "8", "--no-progress"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ck = source.join(std::fs::read_to_string(source.join("latest")).unwrap().trim());
+    let (enc, cls) = (ck.join("teacher.safetensors"), ck.join("teacher_classifier.safetensors"));
+    let imported = dir.path().join("imported");
+    let import = |out: &Path, backbone: &str| {
+        run(&[
+            "import", "--encoder", enc.to_str().unwrap(), "--classifier", cls.to_str().unwrap(), "--out", out.to_str().unwrap(),
+            "--backbone", backbone, "--preset", "default",
+        ])
+    };
+    let o = import(&imported, "resnet18");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let metrics = |run_dir: &Path, name: &str| -> String {
+        let out = dir.path().join(name);
+        let o = run(&["eval", "--checkpoint", run_dir.to_str().unwrap(), "--manifest", m, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap()
+    };
+    assert_eq!(metrics(&imported, "e1"), metrics(&source, "e2"), "the same probabilities, hence the same metrics");
+    let mpl = dir.path().join("mpl");
+    let o = run(&["train", "mpl", "--teacher", imported.to_str().unwrap(), "--out", mpl.to_str().unwrap(), "--manifest", m, "--backbone", "resnet18", "--mpl-steps", "1", "--mpl-batch", "4,8", "--no-progress"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = import(&dir.path().join("wrong"), "resnet34");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("made for another architecture") && stderr(&o).contains("missing encoder.layer1.2"), "{}", stderr(&o));
+}

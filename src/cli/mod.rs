@@ -95,6 +95,12 @@ pub enum Command {
     #[cfg(feature = "train")]
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// A run folder from weights trained elsewhere (the authors' released models after
+    /// scripts/convert-authors), for eval, predict, export and train mpl.
+    ///
+    /// Example: scmpl import --encoder authors/encoder.safetensors --classifier authors/classifier.safetensors --out runs/authors
+    #[cfg(feature = "train")]
+    Import(train::ImportArgs),
 }
 
 /// Runs one command; returns its exit code (errors are "could not run").
@@ -118,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => train::eval(args),
         #[cfg(feature = "train")]
         Command::Export { checkpoint, out } => train::export(&checkpoint, &out),
+        #[cfg(feature = "train")]
+        Command::Import(args) => train::import(args),
         #[cfg(all(feature = "pipeline", feature = "train"))]
         Command::Predict(args) => predict::predict(args),
     }

@@ -331,3 +331,45 @@ pub fn export(checkpoint: &Path, out: &Path) -> anyhow::Result<i32> {
     }
     Ok(exit::OK)
 }
+
+/// Flags of `import`.
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Encoder + head weights (encoder.*, head.0.*, head.2.*), safetensors.
+    #[arg(long)]
+    encoder: PathBuf,
+    /// Classifier weights (fc.weight, fc.bias), safetensors.
+    #[arg(long)]
+    classifier: PathBuf,
+    /// The run folder to make.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "resnet50")]
+    backbone: Backbone,
+    /// How the weights were trained to see their inputs (the authors': paper).
+    #[arg(long, value_enum, default_value = "paper")]
+    preset: Preset,
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+    /// Which model of the run they become.
+    #[arg(long = "as", value_enum, default_value = "teacher")]
+    role: scmpl::train::import::Role,
+    /// Recipe (TOML) overlaid on models/supcon-mpl.toml (e.g. model.feat_dim).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// `scmpl import`.
+pub fn import(a: ImportArgs) -> anyhow::Result<i32> {
+    let mut r = Recipe::load(a.config.as_deref())?;
+    r.run.out = a.out.clone();
+    r.model.backbone = a.backbone.as_str().into();
+    r.run.preset = a.preset.as_str().into();
+    r.data.image_size = a.image_size;
+    // Where the run's weights came from.
+    r.model.init = std::path::absolute(&a.encoder)?.to_string_lossy().into_owned();
+    let settings = r.validate()?;
+    let ck = scmpl::train::import::import(&settings, &a.encoder, &a.classifier, a.role)?;
+    eprintln!("imported {} and {} as the {:?} of {} ({})", a.encoder.display(), a.classifier.display(), a.role, a.out.display(), ck.display());
+    Ok(exit::OK)
+}

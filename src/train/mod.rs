@@ -6,13 +6,15 @@
 //! - [`loss`] (SupCon, CE, MPL), [`optim`] (Adam with savable state), [`checkpoint`];
 //! - [`run`]: the training stages sharing one run folder: [`run::supcon`] (teacher and
 //!   fine-tune), [`run::mpl`] (SupCon-MPL), [`run::baseline`] (CE, classic MPL);
-//! - [`infer`] (a trained run as a classifier), [`eval`], [`export`], [`bench`].
+//! - [`infer`] (a trained run as a classifier), [`eval`], [`export`], [`import`] (weights
+//!   trained elsewhere, e.g. the authors' released models, as a run), [`bench`].
 
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod import;
 pub mod infer;
 pub mod loss;
 pub mod model;
