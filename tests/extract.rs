@@ -385,3 +385,36 @@ fn ffpp_and_celebdf_release_layouts_are_labelled_from_their_folders() {
     let labelled = common::named_rows(&paper.join("labelled.csv"));
     assert!(labelled.iter().any(|r| r["part"] == "Deepfakes") && !labelled.iter().any(|r| r["part"] == "NeuralTextures"));
 }
+
+/// DFDC: a fake of its original's size and length is cropped at the original's boxes (no
+/// detector pass); a fake of another size is detected itself, and the run says so;
+/// `--detect-fakes` detects every fake, as the reference does.
+#[test]
+fn dfdc_fakes_are_cropped_at_their_originals_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = run(&["extract", generated("dfdc").to_str().unwrap(), "--out", out.to_str().unwrap(), "--sampling", "count:6"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("DFDC: 1 fakes cropped at their original's boxes (6 detector frames saved); 1 fakes detected themselves"), "{err}");
+    assert!(err.contains("detected itself") && err.contains("dddddddddd.mp4: 640x320"), "{err}");
+    let boxes = |folder: &Path, id: &str| -> Vec<String> {
+        common::named_rows(&folder.join("detections.csv"))
+            .into_iter()
+            .filter(|r| r["video_id"] == id)
+            .map(|r| format!("{} {} {} {} {} {} {} {}", r["frame"], r["face"], r["x1"], r["y1"], r["x2"], r["y2"], r["score"], r["lm"]))
+            .collect()
+    };
+    assert!(!boxes(&out, "aaaaaaaaaa").is_empty());
+    assert_eq!(boxes(&out, "bbbbbbbbbb"), boxes(&out, "aaaaaaaaaa"), "the fake's boxes are its original's");
+    let crops: Vec<HashMap<String, String>> = common::named_rows(&out.join("faces.csv")).into_iter().filter(|r| r["video_id"] == "bbbbbbbbbb").collect();
+    assert_eq!(crops.len(), 6);
+    assert!(crops.iter().all(|r| out.join(&r["path"]).is_file()));
+    // The reference's way: every fake through the detector.
+    let all = dir.path().join("all");
+    let o = run(&["extract", generated("dfdc").to_str().unwrap(), "--out", all.to_str().unwrap(), "--sampling", "count:6", "--detect-fakes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("DFDC:"), "{}", stderr(&o));
+    assert_ne!(boxes(&all, "bbbbbbbbbb"), boxes(&all, "aaaaaaaaaa"), "the distorted clip's own boxes differ a little");
+    assert_eq!(boxes(&all, "aaaaaaaaaa"), boxes(&out, "aaaaaaaaaa"));
+}

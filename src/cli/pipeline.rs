@@ -102,6 +102,10 @@ pub struct PipelineArgs {
     /// FaceForensics++'s official splits folder (train.json, val.json, test.json): the split column.
     #[arg(long)]
     ffpp_splits: Option<PathBuf>,
+    /// Detect DFDC fakes too (the reference's behaviour), instead of cropping them at their
+    /// original's boxes.
+    #[arg(long)]
+    detect_fakes: bool,
     /// Face detector: retinaface | mtcnn (facenet-pytorch's cascade; see pipeline/reference.toml).
     #[arg(long)]
     detector: Option<String>,
@@ -144,6 +148,7 @@ impl PipelineArgs {
         set(&mut e.faces, &self.faces);
         set(&mut e.dataset, &self.dataset);
         set(&mut e.layout, &self.layout);
+        e.detect_fakes |= self.detect_fakes;
         if let Some(d) = &self.ffpp_splits {
             e.ffpp_splits = std::path::absolute(d)?.to_string_lossy().into_owned();
         }
@@ -215,6 +220,18 @@ fn print_summary(s: &Summary, out: &Path) -> i32 {
     }
     for f in &s.failed_earlier {
         eprintln!("failed (earlier run; --retry-failed redoes it): {f}");
+    }
+    let r = &s.reuse;
+    if r.fakes > 0 || !r.detected.is_empty() {
+        eprintln!(
+            "DFDC: {} fakes cropped at their original's boxes ({} detector frames saved); {} fakes detected themselves",
+            r.fakes,
+            r.frames_saved,
+            r.detected.len()
+        );
+        for d in &r.detected {
+            eprintln!("  detected itself: {d}");
+        }
     }
     let earlier = if s.failed_earlier.is_empty() { String::new() } else { format!(" (+{} failed in earlier runs)", s.failed_earlier.len()) };
     eprintln!(

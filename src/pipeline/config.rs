@@ -36,6 +36,10 @@ pub struct ExtractSection {
     /// FaceForensics++'s official `splits/` folder (`train.json`, `val.json`, `test.json`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ffpp_splits: String,
+    /// DFDC fakes go through the detector too, instead of being cropped at their original's
+    /// boxes (the reference's behaviour).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detect_fakes: bool,
 }
 
 /// The raw pipeline config, as in the TOML files.
@@ -123,6 +127,7 @@ impl PipelineConfig {
             decode_workers: if e.decode_workers == 0 { (cores / 2).clamp(1, 8) } else { e.decode_workers },
             crop_workers: if e.crop_workers == 0 { (cores / 2).clamp(1, 8) } else { e.crop_workers },
             queue_frames: e.queue_frames.max(1),
+            detect_fakes: e.detect_fakes,
             detector: d.clone(),
         })
     }
@@ -155,6 +160,7 @@ pub struct ExtractSettings {
     pub crop_workers: usize,
     pub queue_frames: usize,
     pub detector: DetectorConfig,
+    pub detect_fakes: bool,
 }
 
 #[cfg(test)]

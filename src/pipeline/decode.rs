@@ -96,6 +96,11 @@ pub enum FramePicker {
 }
 
 impl FramePicker {
+    /// How many of a video's `total` frames are picked.
+    pub fn count(&self, total: u64) -> u64 {
+        (0..total).filter(|i| self.wants(*i)).count() as u64
+    }
+
     pub fn wants(&self, index: u64) -> bool {
         match self {
             FramePicker::Stride(n) => index % n == 0,

@@ -30,6 +30,7 @@ pub mod faces;
 pub mod image;
 pub mod journal;
 pub mod layouts;
+pub mod originals;
 pub mod recrop;
 pub mod runtime;
 pub mod scan;
@@ -109,6 +110,8 @@ pub struct Summary {
     pub warnings: Vec<String>,
     /// What the scan recognised per dataset (videos, real, fake, originals).
     pub recognised: Vec<String>,
+    /// DFDC fakes cropped at their original's boxes, and those detected themselves.
+    pub reuse: originals::Reuse,
 }
 
 impl Summary {
@@ -166,13 +169,42 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
     }
 
     let bar = progress_bar(jobs.len() as u64, opts.progress);
+    // DFDC fakes wait for their original's detections, unless asked to be detected themselves.
+    let (now, fakes) = if settings.detect_fakes { (jobs, Vec::new()) } else { originals::defer_fakes(jobs, &journal) };
+    let result = (|| -> Result<(), ExtractError> {
+        let detector = stream(now, detector, &settings, opts, &mut journal, &mut summary, &bar)?;
+        let mismatched = originals::reuse(fakes, &settings, opts, &mut journal, &mut summary, &bar)?;
+        if !mismatched.is_empty() {
+            stream(mismatched, detector, &settings, opts, &mut journal, &mut summary, &bar)?;
+        }
+        Ok(())
+    })();
+    bar.finish_and_clear();
+    result?;
+    summary.add_earlier_failures(out, &this_run);
+    finish_shard(out, opts)?;
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+/// Streams `jobs` through decode -> detect -> crop -> write, committing each video as it
+/// completes; gives the detector back for another round.
+fn stream(
+    jobs: Vec<VideoJob>,
+    detector: Box<dyn detect::Detector>,
+    settings: &config::ExtractSettings,
+    opts: &RunOptions,
+    journal: &mut Journal,
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+) -> Result<Box<dyn detect::Detector>, ExtractError> {
+    let out = &opts.out;
     let q = settings.queue_frames;
     let (job_tx, job_rx) = bounded::<VideoJob>(q);
     let (frame_tx, frame_rx) = bounded::<Msg>(q);
     let (det_tx, det_rx) = bounded::<Msg>(q);
     let (crop_tx, crop_rx) = bounded::<Msg>(q);
-
-    let result = std::thread::scope(|s| -> Result<(), ExtractError> {
+    std::thread::scope(|s| -> Result<Box<dyn detect::Detector>, ExtractError> {
         s.spawn(move || {
             for j in jobs {
                 if job_tx.send(j).is_err() {
@@ -181,29 +213,23 @@ pub fn run(inputs: &[PathBuf], opts: &RunOptions) -> Result<Summary, ExtractErro
             }
         });
         for _ in 0..settings.decode_workers {
-            let (rx, tx, st) = (job_rx.clone(), frame_tx.clone(), &settings);
-            s.spawn(move || workers::decode(rx, tx, st));
+            let (rx, tx) = (job_rx.clone(), frame_tx.clone());
+            s.spawn(move || workers::decode(rx, tx, settings));
         }
         drop((job_rx, frame_tx));
-        let st = &settings;
-        s.spawn(move || workers::detect(detector, frame_rx, det_tx, st));
+        let detecting = s.spawn(move || workers::detect(detector, frame_rx, det_tx, settings));
         for _ in 0..settings.crop_workers {
             let (rx, tx) = (det_rx.clone(), crop_tx.clone());
             let write_crops = opts.mode == Mode::Extract;
-            s.spawn(move || workers::crop(rx, tx, st, out, write_crops));
+            s.spawn(move || workers::crop(rx, tx, settings, out, write_crops));
         }
         drop((det_rx, crop_tx));
-        let r = write::write_stage(crop_rx.clone(), &mut journal, &settings, opts, &mut summary, &bar);
+        let r = write::write_stage(crop_rx.clone(), journal, settings, opts, summary, bar);
         // On a write error, drain so the other stages can finish and the scope can join.
         for _ in crop_rx {}
-        r
-    });
-    bar.finish_and_clear();
-    result?;
-    summary.add_earlier_failures(out, &this_run);
-    finish_shard(out, opts)?;
-    summary.elapsed = start.elapsed();
-    Ok(summary)
+        r?;
+        detecting.join().map_err(|p| ExtractError::Output { path: out.clone(), reason: format!("the detector thread failed: {}", workers::panic_message(p)) })
+    })
 }
 
 pub(crate) fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {

@@ -23,7 +23,7 @@ use super::{ExtractError, RunOptions, Summary};
 use crate::manifest::{self, DetectionRow, ManifestError, VideoRow, VideoStatus};
 
 /// The face of a detections.csv row (`line` of `path`, for the error).
-fn face_of(d: &DetectionRow, path: &Path, line: u64) -> Result<Face, ManifestError> {
+pub(crate) fn face_of(d: &DetectionRow, path: &Path, line: u64) -> Result<Face, ManifestError> {
     let bad = |reason: String| ManifestError::Row { path: path.into(), line, reason };
     let lm: Vec<f32> = d.lm.split_whitespace().map(|v| v.parse::<f32>()).collect::<Result<_, _>>().map_err(|e| bad(format!("lm: {e}")))?;
     let landmarks: [f32; 10] = lm.try_into().map_err(|v: Vec<f32>| bad(format!("lm has {} numbers, expected 10", v.len())))?;
@@ -31,10 +31,10 @@ fn face_of(d: &DetectionRow, path: &Path, line: u64) -> Result<Face, ManifestErr
 }
 
 /// A video to re-crop: its row and its detections by frame.
-struct Work {
-    row: VideoRow,
-    job: VideoJob,
-    frames: BTreeMap<u64, Vec<Face>>,
+pub(crate) struct Work {
+    pub row: VideoRow,
+    pub job: VideoJob,
+    pub frames: BTreeMap<u64, Vec<Face>>,
 }
 
 /// Runs `scmpl crop` on `detections` (a `detections.csv` with `videos.csv` beside it).
@@ -68,10 +68,31 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
     let work = plan(videos, by_video, src, detections, opts, &journal, &mut summary);
     let this_run: std::collections::HashSet<String> = work.iter().map(|w| w.row.video_id.clone()).collect();
     let bar = super::progress_bar(work.len() as u64, opts.progress);
+    let result = crop_all(work, true, &settings, opts, &mut journal, &mut summary, &bar);
+    bar.finish_and_clear();
+    result?;
+    summary.add_earlier_failures(out, &this_run);
+    super::finish_shard(out, opts)?;
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+/// Crops (`write_crops`) or just re-decodes the frames of each video of `work` that have
+/// detections, on the decode workers, and commits each video as it is done.
+pub(crate) fn crop_all(
+    work: Vec<Work>,
+    write_crops: bool,
+    settings: &ExtractSettings,
+    opts: &RunOptions,
+    journal: &mut Journal,
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), ExtractError> {
+    let out = &opts.out;
     let (job_tx, job_rx) = bounded::<Work>(settings.queue_frames);
     let (done_tx, done_rx) = bounded::<(VideoCtx, Pending)>(settings.queue_frames);
     let workers = settings.decode_workers.max(settings.crop_workers);
-    let result = std::thread::scope(|s| -> Result<(), ExtractError> {
+    std::thread::scope(|s| -> Result<(), ExtractError> {
         s.spawn(move || {
             for w in work {
                 if job_tx.send(w).is_err() {
@@ -80,10 +101,10 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
             }
         });
         for _ in 0..workers {
-            let (rx, tx, st) = (job_rx.clone(), done_tx.clone(), &settings);
+            let (rx, tx) = (job_rx.clone(), done_tx.clone());
             s.spawn(move || {
                 for w in rx {
-                    if tx.send(crop_video(w, st, out)).is_err() {
+                    if tx.send(crop_video(w, settings, out, write_crops)).is_err() {
                         return;
                     }
                 }
@@ -91,20 +112,14 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
         }
         drop((job_rx, done_tx));
         for (video, pending) in done_rx.iter() {
-            if let Err(e) = commit(&video, pending, &mut journal, &settings, opts, &mut summary) {
+            if let Err(e) = commit(&video, pending, journal, settings, opts, summary) {
                 for _ in done_rx.iter() {}
                 return Err(e);
             }
             bar.inc(1);
         }
         Ok(())
-    });
-    bar.finish_and_clear();
-    result?;
-    summary.add_earlier_failures(out, &this_run);
-    super::finish_shard(out, opts)?;
-    summary.elapsed = start.elapsed();
-    Ok(summary)
+    })
 }
 
 /// The videos of `videos.csv` this run re-crops (in this shard, not finished yet), each with
@@ -157,7 +172,7 @@ fn plan(
 }
 
 /// Decodes the frames of one video that have detections and crops their faces.
-fn crop_video(w: Work, settings: &ExtractSettings, out: &Path) -> (VideoCtx, Pending) {
+fn crop_video(w: Work, settings: &ExtractSettings, out: &Path, write_crops: bool) -> (VideoCtx, Pending) {
     let Work { row, job, frames } = w;
     let mut pending = Pending::default();
     let carried_warning = Some(row.error.clone()).filter(|e| !e.is_empty());
@@ -180,6 +195,10 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path) -> (VideoCtx, Pen
         let faces = frames.get(&f.index).cloned().unwrap_or_default();
         let mut done = Vec::with_capacity(faces.len());
         for (i, face) in faces.into_iter().enumerate() {
+            if !write_crops {
+                done.push((face, None));
+                continue;
+            }
             match write_crop(out, &job, f.index, i, &f.full, &face, settings) {
                 Ok(rel) => done.push((face, Some(rel))),
                 Err(CropError::Video(e)) => {

@@ -117,12 +117,13 @@ pub(crate) fn decode(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &E
 
 /// Runs the detector over batches of frames of one video at a time; frames of videos decoded
 /// in parallel wait in per-video queues (at most one batch each).
+/// Gives the detector back when its input ends (for another round of videos).
 pub(crate) fn detect(
     mut detector: Box<dyn detect::Detector>,
     frames: Receiver<Msg>,
     out: Sender<Msg>,
     settings: &ExtractSettings,
-) {
+) -> Box<dyn detect::Detector> {
     let batch = settings.detector.batch_size;
     let mut pending: HashMap<*const VideoCtx, Vec<Msg>> = HashMap::new();
     let run_batch = |msgs: Vec<Msg>, detector: &mut Box<dyn detect::Detector>| -> bool {
@@ -155,23 +156,24 @@ pub(crate) fn detect(
                 if q.len() >= batch {
                     let msgs = pending.remove(&key).expect("just inserted");
                     if !run_batch(msgs, &mut detector) {
-                        return;
+                        return detector;
                     }
                 }
             }
             Msg::End { ref video, .. } => {
                 if let Some(msgs) = pending.remove(&Arc::as_ptr(video)) {
                     if !run_batch(msgs, &mut detector) {
-                        return;
+                        return detector;
                     }
                 }
                 if out.send(msg).is_err() {
-                    return;
+                    return detector;
                 }
             }
             _ => unreachable!("the decoder sends frames and ends"),
         }
     }
+    detector
 }
 
 pub(crate) fn crop(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSettings, dir: &Path, write_crops: bool) {
