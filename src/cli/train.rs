@@ -187,8 +187,16 @@ impl TrainArgs {
 pub fn train(cmd: TrainCommand) -> anyhow::Result<i32> {
     let report = match cmd {
         TrainCommand::Bench { backbone, batch, size, steps, manifest, workers } => {
-            let step = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, tch::Device::Cpu);
+            let (step, parts) = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, tch::Device::Cpu);
             output::line(format_args!("supcon_step_images_per_s {step:.1}"))?;
+            let ms = |s: f64| s * 1000.0 / steps.max(1) as f64;
+            output::line(format_args!(
+                "step_ms forward {:.1} loss {:.1} backward {:.1} optimizer {:.1}",
+                ms(parts.forward),
+                ms(parts.loss),
+                ms(parts.backward),
+                ms(parts.optimizer)
+            ))?;
             if let Some(m) = manifest {
                 let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, steps.max(4))?;
                 output::line(format_args!("loader_images_per_s {ips:.1}"))?;

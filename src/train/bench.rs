@@ -11,31 +11,52 @@ use super::loss;
 use super::model::{Backbone, SupConNet};
 use super::optim::Adam;
 
+/// Seconds per part of a SupCon step, summed over the timed steps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StepParts {
+    pub forward: f64,
+    pub loss: f64,
+    pub backward: f64,
+    pub optimizer: f64,
+}
+
 /// Images per second of SupCon teacher steps (two views of `batch` images at `size` px),
-/// after `warmup` untimed steps.
-pub fn supcon_step(backbone: Backbone, batch: i64, size: i64, warmup: usize, steps: usize, device: Device) -> f64 {
+/// after `warmup` untimed steps, and where the time went.
+pub fn supcon_step(backbone: Backbone, batch: i64, size: i64, warmup: usize, steps: usize, device: Device) -> (f64, StepParts) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let net = SupConNet::new(&vs.root(), backbone, 128);
     let mut opt = Adam::new(&vs, 1e-4);
     let y = Tensor::from_slice(&(0..batch).map(|i| i % 2).collect::<Vec<i64>>()).to_device(device);
     let x = Tensor::rand([2 * batch, 3, size, size], (Kind::Float, device));
-    let mut run = || {
+    let mut parts = StepParts::default();
+    let mut run = |parts: &mut StepParts| {
+        let t0 = Instant::now();
         let z = net.project(&net.features(&x, true));
+        let t1 = Instant::now();
         let f = Tensor::stack(&[z.narrow(0, 0, batch), z.narrow(0, batch, batch)], 1);
         let l = loss::supcon(&f, &y, 0.1, 0.07).expect("shapes are right");
-        opt.backward_step(&l);
+        let t2 = Instant::now();
+        opt.zero_grad();
+        l.backward();
+        let t3 = Instant::now();
+        opt.step();
         let _ = l.double_value(&[]);
+        let t4 = Instant::now();
+        parts.forward += (t1 - t0).as_secs_f64();
+        parts.loss += (t2 - t1).as_secs_f64();
+        parts.backward += (t3 - t2).as_secs_f64();
+        parts.optimizer += (t4 - t3).as_secs_f64();
     };
     for _ in 0..warmup {
-        run();
+        run(&mut StepParts::default());
     }
     let t = Instant::now();
     for _ in 0..steps {
-        run();
+        run(&mut parts);
     }
     let total = t.elapsed().as_secs_f64();
-    (2 * batch) as f64 * steps as f64 / total
+    ((2 * batch) as f64 * steps as f64 / total, parts)
 }
 
 /// Images per second the loader delivers (two augmented views each) from `manifest`'s `split`.

@@ -69,9 +69,10 @@ impl ModuleT for Block {
             Some((c, b)) => conv_bn(xs, c, b, train, false),
             None => xs.shallow_clone(),
         };
-        let mut out = y + shortcut;
-        let _ = out.relu_();
-        out
+        // In place, as torchvision's `out += identity`: one allocation less per block.
+        let _ = y.g_add_(&shortcut);
+        let _ = y.relu_();
+        y
     }
 }
 
