@@ -48,9 +48,16 @@ impl std::fmt::Display for CropRule {
 /// Encoded image format of the crops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ImageFormat {
+    /// PNG at zlib level [`PNG_FAST`]: lossless, and fast to write.
     Png,
+    /// PNG at this zlib level (0-9): the same pixels, smaller files, slower.
+    PngLevel(u8),
     Jpeg(u8),
 }
+
+/// The zlib level of `png`: every level gives the same pixels; 1 writes a face crop several
+/// times faster than OpenCV's default 3 for files ~10 % larger.
+pub const PNG_FAST: u8 = 1;
 
 impl FromStr for ImageFormat {
     type Err = ParseError;
@@ -58,12 +65,18 @@ impl FromStr for ImageFormat {
         match s {
             "png" => Ok(ImageFormat::Png),
             "jpeg" | "jpg" => Ok(ImageFormat::Jpeg(95)),
+            other if other.starts_with("png:") => other[4..]
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= 9)
+                .map(ImageFormat::PngLevel)
+                .ok_or_else(|| ParseError(format!("invalid image format '{s}': expected png:L with L the zlib level 0-9"))),
             other => other
                 .strip_prefix("jpeg:")
                 .and_then(|q| q.parse::<u8>().ok())
                 .filter(|q| (1..=100).contains(q))
                 .map(ImageFormat::Jpeg)
-                .ok_or_else(|| ParseError(format!("invalid image format '{s}': expected png, jpeg or jpeg:Q (1-100)"))),
+                .ok_or_else(|| ParseError(format!("invalid image format '{s}': expected png, png:L (zlib level 0-9), jpeg or jpeg:Q (1-100)"))),
         }
     }
 }
@@ -71,7 +84,7 @@ impl FromStr for ImageFormat {
 impl ImageFormat {
     pub fn extension(&self) -> &'static str {
         match self {
-            ImageFormat::Png => "png",
+            ImageFormat::Png | ImageFormat::PngLevel(_) => "png",
             ImageFormat::Jpeg(_) => "jpg",
         }
     }
@@ -140,7 +153,8 @@ pub fn crop_and_encode(
 pub fn encode(mat: &impl opencv::core::ToInputArray, format: ImageFormat) -> opencv::Result<Vec<u8>> {
     let mut buf = Vector::<u8>::new();
     let (ext, params) = match format {
-        ImageFormat::Png => (".png", Vector::from_slice(&[opencv::imgcodecs::IMWRITE_PNG_COMPRESSION, 3])),
+        ImageFormat::Png => (".png", Vector::from_slice(&[opencv::imgcodecs::IMWRITE_PNG_COMPRESSION, PNG_FAST as i32])),
+        ImageFormat::PngLevel(l) => (".png", Vector::from_slice(&[opencv::imgcodecs::IMWRITE_PNG_COMPRESSION, l as i32])),
         ImageFormat::Jpeg(q) => (".jpg", Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, q as i32])),
     };
     opencv::imgcodecs::imencode(ext, mat, &mut buf, &params)?;
