@@ -54,14 +54,10 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                // torch.optim.Adam's single-tensor update, in place (two temporaries per
-                // parameter instead of eight): m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g²;
-                // p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
-                let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&(&g * (1.0 - self.beta2)), &g);
-                let mut denom = v.sqrt();
-                let _ = denom.g_div_scalar_(bc2.sqrt()).g_add_scalar_(self.eps).g_mul_scalar_(-bc1 / self.lr);
-                let _ = p.addcdiv_(m, &denom);
+                let _ = m.g_mul_scalar_(self.beta1).g_add_(&(&g * (1.0 - self.beta1)));
+                let _ = v.g_mul_scalar_(self.beta2).g_add_(&(&g * &g * (1.0 - self.beta2)));
+                let denom = v.sqrt() / bc2.sqrt() + self.eps;
+                let _ = p.g_sub_(&(&*m / denom * (self.lr / bc1)));
             }
         });
     }
