@@ -209,8 +209,7 @@ pub fn training_curves(run: &Path) -> Result<PathBuf, ToolError> {
             paste(&mut img, &chart, 0, y).map_err(cv)?;
         }
         if !p.accuracies.is_empty() {
-            let acc_axes = Axes { fixed: None, ..axes };
-            let chart = line_chart(&format!("{}: accuracy", p.stage), "step", &p.accuracies, w - loss_w, h, acc_axes).map_err(cv)?;
+            let chart = line_chart(&format!("{}: accuracy", p.stage), "step", &p.accuracies, w - loss_w, h, axes).map_err(cv)?;
             paste(&mut img, &chart, loss_w, y).map_err(cv)?;
         }
     }
