@@ -113,7 +113,7 @@ impl PipelineConfig {
         };
         let ffpp_splits = match e.ffpp_splits.as_str() {
             "" => None,
-            dir => Some(FfppSplits::read(Path::new(dir)).map_err(|r| value("ffpp_splits", dir, r))?),
+            dir => Some(FfppSplits::read(Path::new(dir)).map_err(|r| value("ffpp_splits", dir, r.to_string()))?),
         };
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Ok(ExtractSettings {

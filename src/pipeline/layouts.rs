@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::config::ParseError;
+
 /// A dataset layout, found from the folders or forced with `--layout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VideoLayout {
@@ -53,12 +55,13 @@ pub struct FfppSplits(HashMap<String, String>);
 
 impl FfppSplits {
     /// Reads `dir/{train,val,test}.json` (lists of `["953", "974"]` pairs).
-    pub fn read(dir: &Path) -> Result<FfppSplits, String> {
+    pub fn read(dir: &Path) -> Result<FfppSplits, ParseError> {
         let mut map = HashMap::new();
         for split in ["train", "val", "test"] {
             let path = dir.join(format!("{split}.json"));
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let pairs: Vec<Vec<String>> = serde_json::from_str(&text).map_err(|e| format!("{}: not FF++ split pairs: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| ParseError(format!("{}: {e}", path.display())))?;
+            let pairs: Vec<Vec<String>> =
+                serde_json::from_str(&text).map_err(|e| ParseError(format!("{}: not FF++ split pairs: {e}", path.display())))?;
             for p in pairs {
                 if let [a, b] = p.as_slice() {
                     for key in [a.clone(), b.clone(), format!("{a}_{b}"), format!("{b}_{a}")] {
@@ -127,7 +130,7 @@ pub fn celebdf(parts: &[String], tests: Option<&HashMap<String, u8>>) -> Option<
 
 /// `List_of_testing_videos.txt` of a Celeb-DF root: `Folder/name.mp4` -> its label there
 /// (1 = real, 0 = fake: Celeb-DF's own convention, the reverse of scmpl's).
-pub fn celebdf_tests(root: &Path) -> Option<Result<HashMap<String, u8>, String>> {
+pub fn celebdf_tests(root: &Path) -> Option<Result<HashMap<String, u8>, ParseError>> {
     let path = root.join("List_of_testing_videos.txt");
     let text = std::fs::read_to_string(&path).ok()?;
     let mut map = HashMap::new();
@@ -137,7 +140,7 @@ pub fn celebdf_tests(root: &Path) -> Option<Result<HashMap<String, u8>, String>>
             Some((l, p)) => {
                 map.insert(p, l);
             }
-            None => return Some(Err(format!("{}:{}: expected 'LABEL Folder/name.mp4', got '{line}'", path.display(), i + 1))),
+            None => return Some(Err(ParseError(format!("{}:{}: expected 'LABEL Folder/name.mp4', got '{line}'", path.display(), i + 1)))),
         }
     }
     Some(Ok(map))
