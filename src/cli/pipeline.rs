@@ -118,6 +118,9 @@ pub struct PipelineArgs {
     /// Detector input side (frames are letterboxed into it).
     #[arg(long)]
     input_size: Option<u32>,
+    /// Detect every Nth sampled frame and interpolate faces along tracks between (1 = every frame).
+    #[arg(long)]
+    keyframe_interval: Option<u64>,
     /// Videos decoded at once.
     #[arg(long)]
     decode_workers: Option<usize>,
@@ -160,6 +163,7 @@ impl PipelineArgs {
         set(&mut d.score_threshold, &self.score_threshold);
         set(&mut d.batch_size, &self.batch_size);
         set(&mut d.input_size, &self.input_size);
+        set(&mut d.keyframe_interval, &self.keyframe_interval);
         c.validate()?;
         Ok(c)
     }

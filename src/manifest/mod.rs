@@ -63,6 +63,10 @@ pub struct DetectionRow {
     pub frame: u64,
     pub pts: f64,
     pub face: u32,
+    /// The face's track in its video (from 0): the same face in consecutive frames, until it
+    /// leaves or the scene cuts. Manifests made before tracks read as 0.
+    #[serde(default)]
+    pub track: u32,
     pub x1: f32,
     pub y1: f32,
     pub x2: f32,
@@ -71,6 +75,10 @@ pub struct DetectionRow {
     /// Ten numbers separated by spaces: x, y of left eye, right eye, nose, left and right mouth corner.
     pub lm: String,
     pub detector: String,
+    /// `detected` (the detector ran on this frame) or `interpolated` (between two keyframes
+    /// along the face's track); empty in manifests made before keyframes.
+    #[serde(default)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +91,9 @@ pub struct FaceRow {
     pub label: Option<u8>,
     pub frame: u64,
     pub face: u32,
+    /// The face's track in its video (see [`DetectionRow::track`]).
+    #[serde(default)]
+    pub track: u32,
     pub x1: f32,
     pub y1: f32,
     pub x2: f32,
@@ -163,6 +174,7 @@ impl Default for DetectionRow {
             frame: 0,
             pts: 0.0,
             face: 0,
+            track: 0,
             x1: 0.0,
             y1: 0.0,
             x2: 0.0,
@@ -170,6 +182,7 @@ impl Default for DetectionRow {
             score: 0.0,
             lm: String::new(),
             detector: String::new(),
+            source: String::new(),
         }
     }
 }
@@ -184,6 +197,7 @@ impl Default for FaceRow {
             label: None,
             frame: 0,
             face: 0,
+            track: 0,
             x1: 0.0,
             y1: 0.0,
             x2: 0.0,

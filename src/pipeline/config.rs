@@ -91,6 +91,12 @@ impl PipelineConfig {
         if d.input_size < 32 || d.input_size % 32 != 0 {
             return Err(value("detector.input_size", &d.input_size.to_string(), "must be a multiple of 32".into()));
         }
+        if d.keyframe_interval == 0 {
+            return Err(value("detector.keyframe_interval", "0", "must be at least 1 (1 = detect every sampled frame)".into()));
+        }
+        if !(d.track_iou > 0.0 && d.track_iou < 1.0) {
+            return Err(value("detector.track_iou", &d.track_iou.to_string(), "must be in (0, 1)".into()));
+        }
         if d.batch_size == 0 {
             return Err(value("detector.batch_size", "0", "must be at least 1".into()));
         }

@@ -34,6 +34,7 @@ pub mod originals;
 pub mod recrop;
 pub mod runtime;
 pub mod scan;
+pub mod tracks;
 mod workers;
 mod write;
 

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::config::ExtractSettings;
-use super::detect::Face;
+use super::tracks::TrackedFace;
 use super::journal::Journal;
-use super::recrop::{crop_all, face_of, Work};
+use super::recrop::{crop_all, tracked_of, Work};
 use super::scan::VideoJob;
 use super::{decode, ExtractError, Mode, RunOptions, Summary};
 use crate::manifest::{self, DetectionRow, VideoRow, VideoStatus};
@@ -55,10 +55,10 @@ pub(crate) fn reuse(
         manifest::read_rows::<VideoRow>(&out.join(manifest::VIDEOS))?.into_iter().map(|v| (v.video_id.clone(), v)).collect();
     let wanted: HashSet<&str> = fakes.iter().map(|f| f.original.as_str()).collect();
     let det_path = out.join(manifest::DETECTIONS);
-    let mut boxes: HashMap<String, BTreeMap<u64, Vec<(u32, Face)>>> = HashMap::new();
+    let mut boxes: HashMap<String, BTreeMap<u64, Vec<(u32, TrackedFace)>>> = HashMap::new();
     for (i, d) in manifest::read_rows::<DetectionRow>(&det_path)?.into_iter().enumerate() {
         if wanted.contains(d.video_id.as_str()) {
-            let face = face_of(&d, &det_path, i as u64 + 2)?;
+            let face = tracked_of(&d, &det_path, i as u64 + 2)?;
             boxes.entry(d.video_id.clone()).or_default().entry(d.frame).or_default().push((d.face, face));
         }
     }
@@ -92,7 +92,7 @@ pub(crate) fn reuse(
             detect_them.push(job);
             continue;
         }
-        let frames: BTreeMap<u64, Vec<Face>> = boxes
+        let frames: BTreeMap<u64, Vec<TrackedFace>> = boxes
             .get(&job.original)
             .map(|by_frame| {
                 by_frame

@@ -15,6 +15,7 @@ use crossbeam_channel::bounded;
 use super::config::ExtractSettings;
 use super::decode::{self, FramePicker};
 use super::detect::Face;
+use super::tracks::{Source, TrackedFace};
 use super::journal::Journal;
 use super::scan::{self, VideoJob};
 use super::workers::VideoCtx;
@@ -30,11 +31,20 @@ pub(crate) fn face_of(d: &DetectionRow, path: &Path, line: u64) -> Result<Face, 
     Ok(Face { x1: d.x1, y1: d.y1, x2: d.x2, y2: d.y2, score: d.score, landmarks })
 }
 
+/// The face, track and source of a detections.csv row (`line` of `path`, for the error).
+pub(crate) fn tracked_of(d: &DetectionRow, path: &Path, line: u64) -> Result<TrackedFace, ManifestError> {
+    let source = match d.source.as_str() {
+        "interpolated" => Source::Interpolated,
+        _ => Source::Detected,
+    };
+    Ok(TrackedFace { face: face_of(d, path, line)?, track: d.track, source })
+}
+
 /// A video to re-crop: its row and its detections by frame.
 pub(crate) struct Work {
     pub row: VideoRow,
     pub job: VideoJob,
-    pub frames: BTreeMap<u64, Vec<Face>>,
+    pub frames: BTreeMap<u64, Vec<TrackedFace>>,
 }
 
 /// Runs `scmpl crop` on `detections` (a `detections.csv` with `videos.csv` beside it).
@@ -59,9 +69,9 @@ pub fn run(detections: &Path, opts: &RunOptions) -> Result<Summary, ExtractError
     let mut journal = Journal::recover(out, true, opts.retry_failed)?;
     super::write_config(out, &opts.config)?;
 
-    let mut by_video: HashMap<String, BTreeMap<u64, Vec<(u32, Face)>>> = HashMap::new();
+    let mut by_video: HashMap<String, BTreeMap<u64, Vec<(u32, TrackedFace)>>> = HashMap::new();
     for (i, d) in dets.iter().enumerate() {
-        let face = face_of(d, detections, i as u64 + 2)?;
+        let face = tracked_of(d, detections, i as u64 + 2)?;
         by_video.entry(d.video_id.clone()).or_default().entry(d.frame).or_default().push((d.face, face));
     }
     let mut summary = Summary::default();
@@ -126,7 +136,7 @@ pub(crate) fn crop_all(
 /// its detections by frame. Detections of videos `videos.csv` does not list are warned about.
 fn plan(
     videos: Vec<VideoRow>,
-    mut by_video: HashMap<String, BTreeMap<u64, Vec<(u32, Face)>>>,
+    mut by_video: HashMap<String, BTreeMap<u64, Vec<(u32, TrackedFace)>>>,
     src: &Path,
     detections: &Path,
     opts: &RunOptions,
@@ -199,7 +209,7 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path, write_crops: bool
                 done.push((face, None));
                 continue;
             }
-            match write_crop(out, &job, f.index, i, &f.full, &face, settings) {
+            match write_crop(out, &job, f.index, i, &f.full, &face.face, settings) {
                 Ok(rel) => done.push((face, Some(rel))),
                 Err(CropError::Video(e)) => {
                     error.get_or_insert(e);

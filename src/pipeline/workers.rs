@@ -13,6 +13,7 @@ use super::decode::{self, VideoInfo};
 use super::detect::{self, Face};
 use super::image::BgrImage;
 use super::scan::VideoJob;
+use super::tracks::{FrameFaces, Keyframes, Thumb, TrackSettings, TrackedFace};
 use super::write::{CropError, OutputFault};
 use super::{faces, write};
 
@@ -30,19 +31,20 @@ pub(crate) enum Msg {
         full: BgrImage,
         small: BgrImage,
         small_scale: f32,
+        thumb: Thumb,
     },
     Detected {
         video: Arc<VideoCtx>,
         index: u64,
         pts: f64,
         full: BgrImage,
-        faces: Result<Vec<Face>, String>,
+        faces: FrameFaces,
     },
     Cropped {
         video: Arc<VideoCtx>,
         index: u64,
         pts: f64,
-        faces: Vec<(Face, Option<String>)>,
+        faces: Vec<(TrackedFace, Option<String>)>,
         error: Option<String>,
         /// The output could not take a crop (disk full, read-only): the run must stop.
         output: Option<OutputFault>,
@@ -88,6 +90,7 @@ pub(crate) fn decode(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &E
                 video: video.clone(),
                 index: f.index,
                 pts: f.pts,
+                thumb: Thumb::of(&f.small),
                 full: f.full,
                 small: f.small,
                 small_scale: f.small_scale,
@@ -115,8 +118,9 @@ pub(crate) fn decode(jobs: Receiver<VideoJob>, frames: Sender<Msg>, settings: &E
     }
 }
 
-/// Runs the detector over batches of frames of one video at a time; frames of videos decoded
-/// in parallel wait in per-video queues (at most one batch each).
+/// Runs the detector over the keyframes of one video at a time, in batches, and resolves the
+/// frames between them along face tracks ([`Keyframes`]); frames of videos decoded in parallel
+/// wait in per-video queues (a batch of keyframes and the frames between them at most).
 /// Gives the detector back when its input ends (for another round of videos).
 pub(crate) fn detect(
     mut detector: Box<dyn detect::Detector>,
@@ -125,22 +129,15 @@ pub(crate) fn detect(
     settings: &ExtractSettings,
 ) -> Box<dyn detect::Detector> {
     let batch = settings.detector.batch_size;
-    let mut pending: HashMap<*const VideoCtx, Vec<Msg>> = HashMap::new();
-    let run_batch = |msgs: Vec<Msg>, detector: &mut Box<dyn detect::Detector>| -> bool {
-        let smalls: Vec<&BgrImage> = msgs
-            .iter()
-            .map(|m| match m {
-                Msg::Frame { small, .. } => small,
-                _ => unreachable!("only frames are batched"),
-            })
-            .collect();
-        let result = guarded("detecting faces", || detector.detect(&smalls).map_err(|e| e.to_string()));
-        for (i, m) in msgs.into_iter().enumerate() {
-            let Msg::Frame { video, index, pts, full, small_scale, .. } = m else { unreachable!() };
-            let faces = match &result {
-                Ok(all) => Ok(faces::select(&all[i], small_scale, full.width, full.height, settings)),
-                Err(e) => Err(e.clone()),
-            };
+    let tracking = TrackSettings::of(&settings.detector);
+    // A video waits for `batch` keyframes, or this many frames, whichever comes first.
+    let most = settings.queue_frames.max(tracking.keyframe_interval as usize + 1);
+    let mut pending: HashMap<*const VideoCtx, Keyframes<Msg>> = HashMap::new();
+    // Sends resolved frames on; false when the next stage has gone.
+    let resolve = |kf: &mut Keyframes<Msg>, end: bool, detector: &mut Box<dyn detect::Detector>| -> bool {
+        let mut find = |msgs: &[&Msg]| detect_frames(detector.as_mut(), msgs, batch, settings);
+        for (msg, faces) in kf.resolve(end, &mut find) {
+            let Msg::Frame { video, index, pts, full, .. } = msg else { unreachable!("only frames wait") };
             if out.send(Msg::Detected { video, index, pts, full, faces }).is_err() {
                 return false;
             }
@@ -149,22 +146,20 @@ pub(crate) fn detect(
     };
     for msg in frames {
         match msg {
-            Msg::Frame { ref video, .. } => {
+            Msg::Frame { ref video, thumb, .. } => {
                 let key = Arc::as_ptr(video);
-                let q = pending.entry(key).or_default();
-                q.push(msg);
-                if q.len() >= batch {
-                    let msgs = pending.remove(&key).expect("just inserted");
-                    if !run_batch(msgs, &mut detector) {
-                        return detector;
-                    }
+                let kf = pending.entry(key).or_insert_with(|| Keyframes::new(tracking));
+                kf.push(msg, thumb);
+                if (kf.keyframes_waiting() >= batch || kf.len() >= most) && !resolve(kf, false, &mut detector) {
+                    return detector;
                 }
             }
             Msg::End { ref video, .. } => {
-                if let Some(msgs) = pending.remove(&Arc::as_ptr(video)) {
-                    if !run_batch(msgs, &mut detector) {
+                if let Some(mut kf) = pending.remove(&Arc::as_ptr(video)) {
+                    if !resolve(&mut kf, true, &mut detector) {
                         return detector;
                     }
+                    tracing::debug!("{}: detector on {} frames, {} interpolated", video.job.video_id, kf.detected, kf.interpolated);
                 }
                 if out.send(msg).is_err() {
                     return detector;
@@ -174,6 +169,26 @@ pub(crate) fn detect(
         }
     }
     detector
+}
+
+/// The selected faces of each frame, the detector called on at most `batch` frames at a time.
+fn detect_frames(detector: &mut dyn detect::Detector, msgs: &[&Msg], batch: usize, settings: &ExtractSettings) -> Result<Vec<Vec<Face>>, String> {
+    let mut all = Vec::with_capacity(msgs.len());
+    for chunk in msgs.chunks(batch.max(1)) {
+        let smalls: Vec<&BgrImage> = chunk
+            .iter()
+            .map(|m| match m {
+                Msg::Frame { small, .. } => small,
+                _ => unreachable!("only frames are detected"),
+            })
+            .collect();
+        let found = guarded("detecting faces", || detector.detect(&smalls).map_err(|e| e.to_string()))?;
+        for (m, found) in chunk.iter().zip(found) {
+            let Msg::Frame { full, small_scale, .. } = m else { unreachable!() };
+            all.push(faces::select(&found, *small_scale, full.width, full.height, settings));
+        }
+    }
+    Ok(all)
 }
 
 pub(crate) fn crop(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSettings, dir: &Path, write_crops: bool) {
@@ -191,7 +206,7 @@ pub(crate) fn crop(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSe
                         done.push((face, None));
                         continue;
                     }
-                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write::write_crop(dir, &video.job, index, i, &full, &face, settings)))
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write::write_crop(dir, &video.job, index, i, &full, &face.face, settings)))
                         .unwrap_or_else(|p| Err(CropError::Video(format!("internal error while cropping: {}", panic_message(p)))));
                     match written {
                         Ok(rel) => done.push((face, Some(rel))),

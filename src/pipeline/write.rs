@@ -15,6 +15,7 @@ use super::detect::Face;
 use super::image::BgrImage;
 use super::journal::Journal;
 use super::scan::VideoJob;
+use super::tracks::TrackedFace;
 use super::workers::{Msg, VideoCtx};
 use super::{ExtractError, RunOptions, Summary};
 use crate::manifest::{self, round2, DetectionRow, FaceRow, VideoRow, VideoStatus};
@@ -90,7 +91,7 @@ fn output_error(out: &Path, fault: &OutputFault) -> ExtractError {
 /// A video whose frames are still arriving at the writer.
 #[derive(Default)]
 pub(crate) struct Pending {
-    pub frames: Vec<(u64, f64, Vec<(Face, Option<String>)>)>,
+    pub frames: Vec<(u64, f64, Vec<(TrackedFace, Option<String>)>)>,
     pub error: Option<String>,
     /// An output fault while writing one of its crops: the run stops before committing it.
     pub output: Option<OutputFault>,
@@ -172,17 +173,19 @@ fn video_row(video: &VideoCtx, out: &Path, warning: Option<&str>) -> VideoRow {
 }
 
 /// The `detections.csv` and `faces.csv` rows of a video's frames (in frame order).
-fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(Face, Option<String>)>)], detector: &str) -> (Vec<DetectionRow>, Vec<FaceRow>) {
+fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(TrackedFace, Option<String>)>)], detector: &str) -> (Vec<DetectionRow>, Vec<FaceRow>) {
     let mut detections = Vec::new();
     let mut faces = Vec::new();
     for (index, pts, frame_faces) in frames {
-        for (i, (face, crop)) in frame_faces.iter().enumerate() {
+        for (i, (tracked, crop)) in frame_faces.iter().enumerate() {
+            let face = &tracked.face;
             let (x1, y1, x2, y2) = (round2(face.x1), round2(face.y1), round2(face.x2), round2(face.y2));
             detections.push(DetectionRow {
                 video_id: job.video_id.clone(),
                 frame: *index,
                 pts: (*pts * 1e6).round() / 1e6,
                 face: i as u32,
+                track: tracked.track,
                 x1,
                 y1,
                 x2,
@@ -190,6 +193,7 @@ fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(Face, Option<String>)>)],
                 score: face.score,
                 lm: face.landmarks.iter().map(|v| round2(*v).to_string()).collect::<Vec<_>>().join(" "),
                 detector: detector.to_string(),
+                source: tracked.source.as_str().to_string(),
             });
             if let Some(path) = crop {
                 faces.push(FaceRow {
@@ -201,6 +205,7 @@ fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(Face, Option<String>)>)],
                     label: job.label,
                     frame: *index,
                     face: i as u32,
+                    track: tracked.track,
                     x1,
                     y1,
                     x2,

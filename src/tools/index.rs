@@ -172,6 +172,7 @@ pub fn index(root: &Path, layout: Layout, label_map: &BTreeMap<String, u8>, out:
             label: Some(l.label),
             frame,
             face: 0,
+            track: 0,
             x1: 0.0,
             y1: 0.0,
             x2: w as f32,

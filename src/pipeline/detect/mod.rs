@@ -110,9 +110,31 @@ pub struct DetectorConfig {
     pub min_face_size: f32,
     /// ONNX Runtime intra-op threads on CPU (0 = ONNX Runtime's default: all cores).
     pub threads: usize,
+    /// Detect every Nth sampled frame of a video and interpolate faces along tracks between
+    /// (1 = detect every sampled frame). See [`crate::pipeline::tracks`].
+    #[serde(default = "one")]
+    pub keyframe_interval: u64,
+    /// Two boxes of consecutive frames are the same face at this IoU or more (tracks, and
+    /// whether two keyframes agree enough to interpolate between them).
+    #[serde(default = "track_iou")]
+    pub track_iou: f32,
+    /// Two consecutive sampled frames are a scene cut when their 8x8 brightness grids differ by
+    /// more than this on average (0-255): no box is interpolated across, and tracks end.
+    #[serde(default = "cut_threshold")]
+    pub cut_threshold: f32,
     /// MTCNN's own parameters (facenet-pytorch's names and defaults).
     #[serde(default)]
     pub mtcnn: mtcnn::MtcnnConfig,
+}
+
+fn one() -> u64 {
+    1
+}
+fn track_iou() -> f32 {
+    0.5
+}
+fn cut_threshold() -> f32 {
+    25.0
 }
 
 impl DetectorConfig {
