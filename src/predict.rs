@@ -156,7 +156,6 @@ fn predict_video(input: &Path, scored: &mut Scored, det: &mut dyn Detector) -> R
     let picker = settings.sampling.pick(info.frames);
     let batch = settings.detector.batch_size.max(1);
     let tracking = TrackSettings::of(&settings.detector);
-    let most = settings.queue_frames.max(tracking.keyframe_interval as usize + 1);
     let mut kf: Keyframes<Pending> = Keyframes::new(tracking);
     let mut err: Option<PredictError> = None;
     let mut resolve = |kf: &mut Keyframes<Pending>, end: bool, scored: &mut Scored| -> Result<(), PredictError> {
@@ -186,7 +185,7 @@ fn predict_video(input: &Path, scored: &mut Scored, det: &mut dyn Detector) -> R
     decode::decode(input, &info, &picker, settings.detector.copy(), 1, |f| {
         let thumb = Thumb::of(&f.small);
         kf.push((f.index, f.pts, f.full, f.small, f.small_scale), thumb);
-        if kf.keyframes_waiting() < batch && kf.len() < most {
+        if kf.keyframes_waiting() < batch {
             return true;
         }
         match resolve(&mut kf, false, scored) {

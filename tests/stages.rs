@@ -246,7 +246,8 @@ fn split_never_leaks_and_validate_catches_a_leak_made_by_hand() {
     assert!(colourful > 1000, "face crops are drawn ({colourful} coloured pixels)");
     // Stats and exports.
     let o = run(&["manifest", "stats", s(&out)]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("total:"));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("total:") && text.contains("tracks: "), "{text}");
     let folds = d.path().join("folds.csv");
     assert_eq!(run(&["manifest", "export", s(&out), "--format", "folds", "--out", s(&folds)]).status.code(), Some(0));
     let text = std::fs::read_to_string(&folds).unwrap();

@@ -118,6 +118,10 @@ pub struct PipelineArgs {
     /// Detector input side (frames are letterboxed into it).
     #[arg(long)]
     input_size: Option<u32>,
+    /// Faces narrower than this (full-frame pixels) are dropped; RetinaFace then sees frames no
+    /// larger than that face needs (faster when faces are large, as in DFDC).
+    #[arg(long)]
+    min_face_size: Option<f32>,
     /// Detect every Nth sampled frame and interpolate faces along tracks between (1 = every frame).
     #[arg(long)]
     keyframe_interval: Option<u64>,
@@ -164,6 +168,7 @@ impl PipelineArgs {
         set(&mut d.batch_size, &self.batch_size);
         set(&mut d.input_size, &self.input_size);
         set(&mut d.keyframe_interval, &self.keyframe_interval);
+        set(&mut d.min_face_size, &self.min_face_size);
         c.validate()?;
         Ok(c)
     }

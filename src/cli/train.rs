@@ -138,6 +138,10 @@ pub struct TrainArgs {
     /// Input side in pixels (data.image_size).
     #[arg(long)]
     image_size: Option<usize>,
+    /// Draw at most K faces of each face track per epoch, so long tracks do not dominate
+    /// (data.per_track; 0 = every face).
+    #[arg(long)]
+    per_track: Option<usize>,
     /// Stop after this many steps, checkpointed (run.stop_after).
     #[arg(long)]
     stop_after: Option<usize>,
@@ -167,6 +171,7 @@ impl TrainArgs {
             (r.teacher.supcon_batch, r.teacher.linear_batch, r.finetune.supcon_batch, r.finetune.linear_batch) = (v, v, v, v);
         }
         if let Some(v) = self.image_size { r.data.image_size = v; }
+        if let Some(v) = self.per_track { r.data.per_track = v; }
         if let Some(v) = self.lr { r.teacher.lr = v; r.mpl.lr = v; }
         if let Some(v) = self.stop_after { r.run.stop_after = v; }
         if let Some(spec) = self.run_index {
@@ -303,11 +308,11 @@ fn eval_one(a: &EvalArgs, run: &Path, out: &Path) -> anyhow::Result<i32> {
     let paper = a.protocol == Some(Protocol::Paper);
     let reports = scmpl::train::eval::run(run, &a.manifest, a.by, paper, &a.device, out)?;
     let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "undefined".into());
-    output::line(format_args!("{:<16} {:<10} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8}", "domain", "level", "n", "accuracy", "auc", "eer", "ap", "logloss"))?;
+    output::line(format_args!("{:<16} {:<15} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8}", "domain", "level", "n", "accuracy", "auc", "eer", "ap", "logloss"))?;
     for r in &reports {
-        for (level, m) in [("frame", &r.frame), ("video_mean", &r.video_mean), ("video_max", &r.video_max)] {
+        for (level, m) in r.levels() {
             output::line(format_args!(
-                "{:<16} {:<10} {:>6} {:>8.4} {:>9} {:>9} {:>9} {:>8.4}",
+                "{:<16} {:<15} {:>6} {:>8.4} {:>9} {:>9} {:>9} {:>8.4}",
                 r.domain, level, m.n, m.accuracy, f(m.auc), f(m.eer), f(m.ap), m.log_loss
             ))?;
         }

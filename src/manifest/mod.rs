@@ -258,14 +258,14 @@ mod tests {
     #[test]
     fn headers_carry_the_documented_columns() {
         let h = String::from_utf8(header::<FaceRow>()).unwrap();
-        assert_eq!(h.trim_end(), "path,video_id,original,dataset,part,label,frame,face,x1,y1,x2,y2,score,split");
+        assert_eq!(h.trim_end(), "path,video_id,original,dataset,part,label,frame,face,track,x1,y1,x2,y2,score,split");
         let h = String::from_utf8(header::<VideoRow>()).unwrap();
         assert_eq!(
             h.trim_end(),
             "video_id,path,dataset,part,label,original,frames,fps,width,height,codec,status,error,faces"
         );
         let h = String::from_utf8(header::<DetectionRow>()).unwrap();
-        assert_eq!(h.trim_end(), "video_id,frame,pts,face,x1,y1,x2,y2,score,lm,detector");
+        assert_eq!(h.trim_end(), "video_id,frame,pts,face,track,x1,y1,x2,y2,score,lm,detector,source");
     }
 
     #[test]
@@ -285,10 +285,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("faces.csv");
         let mut text = String::from_utf8(header::<FaceRow>()).unwrap();
-        text.push_str("a,v,o,d,p,0,1,0,1,1,2,2,0.9,train\n");
-        text.push_str("a,v,o,d,p,zero,1,0,1,1,2,2,0.9,train\n");
+        text.push_str("a,v,o,d,p,0,1,0,0,1,1,2,2,0.9,train\n");
+        text.push_str("a,v,o,d,p,zero,1,0,0,1,1,2,2,0.9,train\n");
         std::fs::write(&p, text).unwrap();
         let err = read_rows::<FaceRow>(&p).unwrap_err().to_string();
         assert!(err.contains("faces.csv:3"), "{err}");
+    }
+
+    #[test]
+    fn manifests_written_before_tracks_read_as_track_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("faces.csv");
+        std::fs::write(&p, "path,video_id,original,dataset,part,label,frame,face,x1,y1,x2,y2,score,split\na,v,o,d,p,1,3,0,1,1,2,2,0.9,train\n").unwrap();
+        let rows: Vec<FaceRow> = read_rows(&p).unwrap();
+        assert_eq!((rows[0].frame, rows[0].track, rows[0].label), (3, 0, Some(1)));
     }
 }

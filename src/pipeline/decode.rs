@@ -302,6 +302,9 @@ pub struct DecodeSummary {
 pub enum DetectorCopy {
     /// Scaled to fit in a square of this side.
     Fit(u32),
+    /// Scaled to fit in a square of `side`, and by `max_scale` at most: no larger than the
+    /// smallest face the run keeps needs.
+    FitAtMost { side: u32, max_scale: f32 },
     /// Scaled by this factor (sides rounded down, as `size // 2` does).
     Scale(f32),
 }
@@ -311,6 +314,14 @@ impl DetectorCopy {
     pub fn size(self, width: u32, height: u32) -> (u32, u32, f32) {
         match self {
             DetectorCopy::Fit(side) => detector_size(width, height, side),
+            DetectorCopy::FitAtMost { side, max_scale } => {
+                let (w, h, scale) = detector_size(width, height, side);
+                if scale <= max_scale {
+                    return (w, h, scale);
+                }
+                let (w, h) = (((width as f32 * max_scale).round() as u32).max(1), ((height as f32 * max_scale).round() as u32).max(1));
+                (w, h, max_scale)
+            }
             DetectorCopy::Scale(k) => {
                 (((width as f64 * k as f64) as u32).max(1), ((height as f64 * k as f64) as u32).max(1), k)
             }
@@ -495,5 +506,7 @@ mod tests {
         assert_eq!((w, h), (640, 478));
         assert_eq!(DetectorCopy::Scale(0.5).size(1921, 1080), (960, 540, 0.5));
         assert_eq!(DetectorCopy::Fit(640).size(1920, 1080), (640, 360, 1.0 / 3.0));
+        assert_eq!(DetectorCopy::FitAtMost { side: 640, max_scale: 0.2 }.size(1920, 1080), (384, 216, 0.2));
+        assert_eq!(DetectorCopy::FitAtMost { side: 640, max_scale: 0.5 }.size(1920, 1080), (640, 360, 1.0 / 3.0));
     }
 }

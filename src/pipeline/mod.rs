@@ -201,10 +201,14 @@ fn stream(
 ) -> Result<Box<dyn detect::Detector>, ExtractError> {
     let out = &opts.out;
     let q = settings.queue_frames;
+    // Full frames wait between decode and detect (`queue_frames` of them); after detection only
+    // the faces' pixels travel, and the detector hands on a batch of keyframes and the frames
+    // between at once: that queue holds two such bursts.
+    let burst = settings.detector.batch_size * settings.detector.keyframe_interval as usize + 1;
     let (job_tx, job_rx) = bounded::<VideoJob>(q);
     let (frame_tx, frame_rx) = bounded::<Msg>(q);
-    let (det_tx, det_rx) = bounded::<Msg>(q);
-    let (crop_tx, crop_rx) = bounded::<Msg>(q);
+    let (det_tx, det_rx) = bounded::<Msg>(2 * burst.max(q));
+    let (crop_tx, crop_rx) = bounded::<Msg>(2 * burst.max(q));
     std::thread::scope(|s| -> Result<Box<dyn detect::Detector>, ExtractError> {
         s.spawn(move || {
             for j in jobs {
@@ -218,10 +222,10 @@ fn stream(
             s.spawn(move || workers::decode(rx, tx, settings));
         }
         drop((job_rx, frame_tx));
-        let detecting = s.spawn(move || workers::detect(detector, frame_rx, det_tx, settings));
+        let write_crops = opts.mode == Mode::Extract;
+        let detecting = s.spawn(move || workers::detect(detector, frame_rx, det_tx, settings, write_crops));
         for _ in 0..settings.crop_workers {
             let (rx, tx) = (det_rx.clone(), crop_tx.clone());
-            let write_crops = opts.mode == Mode::Extract;
             s.spawn(move || workers::crop(rx, tx, settings, out, write_crops));
         }
         drop((det_rx, crop_tx));

@@ -209,7 +209,7 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path, write_crops: bool
                 done.push((face, None));
                 continue;
             }
-            match write_crop(out, &job, f.index, i, &f.full, &face.face, settings) {
+            match write_crop(out, &job, f.index, i, &super::crop::cut(&f.full, &face.face, settings.crop), settings) {
                 Ok(rel) => done.push((face, Some(rel))),
                 Err(CropError::Video(e)) => {
                     error.get_or_insert(e);

@@ -33,11 +33,13 @@ pub(crate) enum Msg {
         small_scale: f32,
         thumb: Thumb,
     },
+    /// A frame's faces, with their crops' pixels already cut (when crops are written): the
+    /// full frame stays behind, so the queue to the crop workers is light.
     Detected {
         video: Arc<VideoCtx>,
         index: u64,
         pts: f64,
-        full: BgrImage,
+        cuts: Vec<BgrImage>,
         faces: FrameFaces,
     },
     Cropped {
@@ -127,18 +129,22 @@ pub(crate) fn detect(
     frames: Receiver<Msg>,
     out: Sender<Msg>,
     settings: &ExtractSettings,
+    write_crops: bool,
 ) -> Box<dyn detect::Detector> {
     let batch = settings.detector.batch_size;
     let tracking = TrackSettings::of(&settings.detector);
-    // A video waits for `batch` keyframes, or this many frames, whichever comes first.
-    let most = settings.queue_frames.max(tracking.keyframe_interval as usize + 1);
     let mut pending: HashMap<*const VideoCtx, Keyframes<Msg>> = HashMap::new();
     // Sends resolved frames on; false when the next stage has gone.
     let resolve = |kf: &mut Keyframes<Msg>, end: bool, detector: &mut Box<dyn detect::Detector>| -> bool {
         let mut find = |msgs: &[&Msg]| detect_frames(detector.as_mut(), msgs, batch, settings);
         for (msg, faces) in kf.resolve(end, &mut find) {
             let Msg::Frame { video, index, pts, full, .. } = msg else { unreachable!("only frames wait") };
-            if out.send(Msg::Detected { video, index, pts, full, faces }).is_err() {
+            let cuts = match &faces {
+                Ok(found) if write_crops => found.iter().map(|f| super::crop::cut(&full, &f.face, settings.crop)).collect(),
+                _ => Vec::new(),
+            };
+            drop(full);
+            if out.send(Msg::Detected { video, index, pts, cuts, faces }).is_err() {
                 return false;
             }
         }
@@ -150,7 +156,7 @@ pub(crate) fn detect(
                 let key = Arc::as_ptr(video);
                 let kf = pending.entry(key).or_insert_with(|| Keyframes::new(tracking));
                 kf.push(msg, thumb);
-                if (kf.keyframes_waiting() >= batch || kf.len() >= most) && !resolve(kf, false, &mut detector) {
+                if kf.keyframes_waiting() >= batch && !resolve(kf, false, &mut detector) {
                     return detector;
                 }
             }
@@ -194,11 +200,10 @@ fn detect_frames(detector: &mut dyn detect::Detector, msgs: &[&Msg], batch: usiz
 pub(crate) fn crop(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSettings, dir: &Path, write_crops: bool) {
     for msg in frames {
         let msg = match msg {
-            Msg::Detected { video, index, pts, full, faces: Err(e) } => {
-                drop(full);
+            Msg::Detected { video, index, pts, faces: Err(e), .. } => {
                 Msg::Cropped { video, index, pts, faces: Vec::new(), error: Some(e), output: None }
             }
-            Msg::Detected { video, index, pts, full, faces: Ok(faces) } => {
+            Msg::Detected { video, index, pts, cuts, faces: Ok(faces) } => {
                 let mut done = Vec::with_capacity(faces.len());
                 let (mut error, mut output) = (None, None);
                 for (i, face) in faces.into_iter().enumerate() {
@@ -206,7 +211,7 @@ pub(crate) fn crop(frames: Receiver<Msg>, out: Sender<Msg>, settings: &ExtractSe
                         done.push((face, None));
                         continue;
                     }
-                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write::write_crop(dir, &video.job, index, i, &full, &face.face, settings)))
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write::write_crop(dir, &video.job, index, i, &cuts[i], settings)))
                         .unwrap_or_else(|p| Err(CropError::Video(format!("internal error while cropping: {}", panic_message(p)))));
                     match written {
                         Ok(rel) => done.push((face, Some(rel))),

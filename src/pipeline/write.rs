@@ -11,7 +11,6 @@ use crossbeam_channel::Receiver;
 
 use super::config::ExtractSettings;
 use super::crop;
-use super::detect::Face;
 use super::image::BgrImage;
 use super::journal::Journal;
 use super::scan::VideoJob;
@@ -43,18 +42,11 @@ pub(crate) enum CropError {
     Output(OutputFault),
 }
 
-/// Cuts, encodes and writes the crop of face `i` of frame `index`; returns its manifest path.
-pub(crate) fn write_crop(
-    dir: &Path,
-    job: &VideoJob,
-    index: u64,
-    i: usize,
-    frame: &BgrImage,
-    face: &Face,
-    settings: &ExtractSettings,
-) -> Result<String, CropError> {
+/// Encodes and writes `cut`, the crop of face `i` of frame `index` ([`crop::cut`]); returns
+/// its manifest path.
+pub(crate) fn write_crop(dir: &Path, job: &VideoJob, index: u64, i: usize, cut: &BgrImage, settings: &ExtractSettings) -> Result<String, CropError> {
     let rel = crop_path(job, index, i, settings.format.extension());
-    let bytes = crop::crop_and_encode(frame, face, settings.crop, settings.size, settings.format)
+    let bytes = crop::resize_and_encode(cut, settings.size, settings.format)
         .map_err(|e| CropError::Video(format!("frame {index}: cannot crop or encode face {i}: {e}")))?;
     let path = dir.join(&rel);
     std::fs::create_dir_all(path.parent().expect("crop path has a folder")).and_then(|_| std::fs::write(&path, &bytes)).map_err(|e| {

@@ -228,15 +228,15 @@ pub fn roc_chart(curves: &[(String, Vec<(f64, f64)>)], out: &Path) -> Result<(),
     write_png(&img, out)
 }
 
-/// A contact sheet: the crops (paths with captions), `cell`-pixel tiles, `cols` per row.
-pub fn contact_sheet(title: &str, crops: &[(PathBuf, String)], cell: i32, cols: i32) -> opencv::Result<Mat> {
-    let n = crops.len().max(1) as i32;
-    let rows = (n + cols - 1) / cols;
+/// A contact sheet with one row of tiles per entry of `rows` (at most `cols` tiles each).
+pub fn contact_sheet(title: &str, rows: &[Vec<(PathBuf, String)>], cell: i32, cols: i32) -> opencv::Result<Mat> {
+    let n = rows.len().max(1) as i32;
     let (head, cap) = (30, 18);
-    let mut img = Mat::new_rows_cols_with_default(head + rows * (cell + cap), cols * cell, CV_8UC3, Scalar::all(255.0))?;
+    let mut img = Mat::new_rows_cols_with_default(head + n * (cell + cap), cols * cell, CV_8UC3, Scalar::all(255.0))?;
     text(&mut img, title, 5, 20, 0.5, black())?;
-    for (k, (path, caption)) in crops.iter().enumerate() {
-        let (cx, cy) = ((k as i32 % cols) * cell, head + (k as i32 / cols) * (cell + cap));
+    let tiles = rows.iter().enumerate().flat_map(|(r, row)| row.iter().take(cols as usize).enumerate().map(move |(c, t)| (r as i32, c as i32, t)));
+    for (r, c, (path, caption)) in tiles {
+        let (cx, cy) = (c * cell, head + r * (cell + cap));
         let tile = std::fs::read(path).ok().and_then(|b| BgrImage::decode(&b));
         if let Some(t) = tile {
             let src = Mat::new_rows_cols_with_bytes::<Vec3b>(t.height as i32, t.width as i32, &t.data)?;
@@ -252,8 +252,10 @@ pub fn contact_sheet(title: &str, crops: &[(PathBuf, String)], cell: i32, cols: 
     Ok(img)
 }
 
-/// One contact sheet per video of a faces.csv, into `out/<dataset>__<video_id>.png`. With
-/// `fake_probability` (row path -> probability), each caption also shows the model's score.
+/// One contact sheet per video of a faces.csv, into `out/<dataset>__<video_id>.png`: one row
+/// per face track, its crops spread evenly along it (`per_video` crops in all at most, 6 a row).
+/// Captions: frame, track, detector score and, with `fake_probability` (row path ->
+/// probability), the model's score.
 pub fn manifest_sheets(
     faces: &Path,
     out: &Path,
@@ -268,15 +270,26 @@ pub fn manifest_sheets(
     }
     std::fs::create_dir_all(out).map_err(ToolError::io(out))?;
     let mut written = Vec::new();
+    const COLS: usize = 6;
     for ((ds, vid), rs) in by_video {
-        let step = (rs.len() as f64 / per_video as f64).ceil().max(1.0) as usize;
-        let crops: Vec<(PathBuf, String)> = rs
-            .iter()
-            .step_by(step)
-            .take(per_video)
-            .map(|r| {
-                let p = fake_probability.and_then(|m| m.get(&r.path)).map(|p| format!(" p{p:.2}")).unwrap_or_default();
-                (base.join(&r.path), format!("{}.{} s{:.2}{p}", r.frame, r.face, r.score))
+        let mut tracks: BTreeMap<u32, Vec<&FaceRow>> = BTreeMap::new();
+        for r in &rs {
+            tracks.entry(r.track).or_default().push(r);
+        }
+        let per_track = (per_video / tracks.len()).clamp(1, COLS);
+        let rows: Vec<Vec<(PathBuf, String)>> = tracks
+            .values()
+            .take(per_video.max(1))
+            .map(|t| {
+                let step = (t.len() as f64 / per_track as f64).ceil().max(1.0) as usize;
+                t.iter()
+                    .step_by(step)
+                    .take(per_track)
+                    .map(|r| {
+                        let p = fake_probability.and_then(|m| m.get(&r.path)).map(|p| format!(" p{p:.2}")).unwrap_or_default();
+                        (base.join(&r.path), format!("{} t{} s{:.2}{p}", r.frame, r.track, r.score))
+                    })
+                    .collect()
             })
             .collect();
         let label = match rs[0].label {
@@ -285,7 +298,7 @@ pub fn manifest_sheets(
             _ => "unlabelled",
         };
         let p = out.join(format!("{ds}__{vid}.png"));
-        let img = contact_sheet(&format!("{ds}/{vid} ({label}, {} faces)", rs.len()), &crops, 112, 6)
+        let img = contact_sheet(&format!("{ds}/{vid} ({label}, {} faces, {} tracks)", rs.len(), tracks.len()), &rows, 112, COLS as i32)
             .map_err(|e| ToolError::Image { path: p.clone(), reason: e.to_string() })?;
         write_png(&img, &p)?;
         written.push(p);

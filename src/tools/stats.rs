@@ -1,4 +1,5 @@
-//! `scmpl manifest stats`: row counts by dataset, part, label and split.
+//! `scmpl manifest stats`: row counts by dataset, part, label and split, and face tracks:
+//! how many per video and how long.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -20,5 +21,38 @@ pub fn stats(path: &Path) -> Result<String, ToolError> {
     }
     let videos: BTreeSet<&str> = rows.iter().map(|r| r.video_id.as_str()).collect();
     s.push_str(&format!("total: {} faces from {} videos\n", rows.len(), videos.len()));
+    s.push_str(&tracks(&rows));
     Ok(s)
+}
+
+/// Tracks per video (min / median / max) and faces per track (min / median / mean / max).
+fn tracks(rows: &[FaceRow]) -> String {
+    let mut lengths: BTreeMap<(&str, u32), usize> = BTreeMap::new();
+    for r in rows {
+        *lengths.entry((r.video_id.as_str(), r.track)).or_default() += 1;
+    }
+    let mut per_video: BTreeMap<&str, usize> = BTreeMap::new();
+    for (video, _) in lengths.keys() {
+        *per_video.entry(video).or_default() += 1;
+    }
+    if lengths.is_empty() {
+        return String::new();
+    }
+    let sorted = |mut v: Vec<usize>| {
+        v.sort_unstable();
+        v
+    };
+    let (t, l) = (sorted(per_video.values().copied().collect()), sorted(lengths.values().copied().collect()));
+    let mean = l.iter().sum::<usize>() as f64 / l.len() as f64;
+    format!(
+        "tracks: {} (per video: min {}, median {}, max {}); faces per track: min {}, median {}, mean {:.1}, max {}\n",
+        l.len(),
+        t[0],
+        t[t.len() / 2],
+        t[t.len() - 1],
+        l[0],
+        l[l.len() / 2],
+        mean,
+        l[l.len() - 1]
+    )
 }

@@ -63,7 +63,7 @@ pub fn supcon_step(backbone: Backbone, batch: i64, size: i64, warmup: usize, ste
 pub fn loader(manifest: &std::path::Path, split: &str, batch: usize, size: usize, workers: usize, batches: usize) -> Result<f64, data::DataError> {
     let samples = Arc::new(data::load_samples(manifest, split, &[])?);
     let spec = LoaderSpec {
-        plan: Plan { seed: 1, batch: batch.min(samples.len()), samples: samples.len(), shuffle: true },
+        plan: Plan { seed: 1, batch: batch.min(samples.len()), samples: samples.len(), shuffle: true, per_track: 0 },
         views: 2,
         augment: true,
         size,

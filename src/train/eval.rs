@@ -42,6 +42,11 @@ pub struct DomainReport {
     pub frame: Metrics,
     pub video_mean: Metrics,
     pub video_max: Metrics,
+    /// One score per face track (the mean along it), labelled with its video's label.
+    pub track: Metrics,
+    /// One score per video: the highest of its tracks' means (one swapped face among real ones
+    /// is not averaged away).
+    pub video_track_max: Metrics,
     /// The reference's scoring, with --protocol paper.
     pub paper_accuracy: Option<f64>,
     pub paper_hard_auc: Option<f64>,
@@ -67,6 +72,35 @@ fn paper_accuracy(labels: &[u8], probs: &[f64], seed: u64) -> f64 {
     acc / 100.0
 }
 
+/// The levels the report gives, in order, with their metrics.
+impl DomainReport {
+    pub fn levels(&self) -> [(&'static str, &Metrics); 5] {
+        [("frame", &self.frame), ("video_mean", &self.video_mean), ("video_max", &self.video_max), ("track", &self.track), ("video_track_max", &self.video_track_max)]
+    }
+}
+
+/// Per-track and per-video-from-tracks scores of faces given as (video, track, label, p):
+/// (track labels, track means, video labels, each video's highest track mean).
+pub fn track_scores<'a>(faces: impl Iterator<Item = (&'a str, u32, u8, f64)>) -> (Vec<u8>, Vec<f64>, Vec<u8>, Vec<f64>) {
+    let mut tracks: BTreeMap<(&str, u32), (u8, f64, usize)> = BTreeMap::new();
+    for (video, track, label, p) in faces {
+        let t = tracks.entry((video, track)).or_insert((label, 0.0, 0));
+        t.1 += p;
+        t.2 += 1;
+    }
+    let (mut tl, mut tp) = (Vec::new(), Vec::new());
+    let mut videos: BTreeMap<&str, (u8, f64)> = BTreeMap::new();
+    for ((video, _), (label, sum, n)) in tracks {
+        let mean = sum / n as f64;
+        tl.push(label);
+        tp.push(mean);
+        let v = videos.entry(video).or_insert((label, 0.0));
+        v.1 = v.1.max(mean);
+    }
+    let (vl, vp) = videos.into_values().unzip();
+    (tl, tp, vl, vp)
+}
+
 /// Evaluates `run` on the labelled rows of `manifest`, grouped by `by` (dataset, part, split or
 /// none). Writes `out/metrics.csv` and `out/metrics.json`; returns the reports.
 pub fn run(run: &Path, manifest_path: &Path, by: Option<GroupBy>, paper: bool, device: &str, out: &Path) -> Result<Vec<DomainReport>, TrainError> {
@@ -78,7 +112,7 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<GroupBy>, paper: bool, d
         return Err(TrainError::NothingToEvaluate(manifest_path.to_path_buf()));
     }
     let samples: Arc<Vec<Sample>> = Arc::new(
-        rows.iter().map(|r| Sample { path: base.join(&r.path), label: r.label.unwrap_or(0) as i64, video_id: r.video_id.clone() }).collect(),
+        rows.iter().map(|r| Sample { path: base.join(&r.path), label: r.label.unwrap_or(0) as i64, video_id: r.video_id.clone(), track: r.track }).collect(),
     );
     let probs = det.probabilities(&samples)?;
     let domain_of = |r: &FaceRow| GroupBy::domain_of(by, r);
@@ -105,11 +139,14 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<GroupBy>, paper: bool, d
         let vmean: Vec<f64> = videos.values().map(|v| v.1.iter().sum::<f64>() / v.1.len() as f64).collect();
         let vmax: Vec<f64> = videos.values().map(|v| v.1.iter().cloned().fold(0.0, f64::max)).collect();
         let hard: Vec<f64> = ps.iter().map(|p| if *p >= 0.5 { 1.0 } else { 0.0 }).collect();
+        let (tl, tp, tvl, tvp) = track_scores(items.iter().map(|(i, p)| (rows[*i].video_id.as_str(), rows[*i].track, rows[*i].label.unwrap_or(0), *p)));
         reports.push(DomainReport {
             domain,
             frame: metrics::compute(&labels, &ps),
             video_mean: metrics::compute(&vl, &vmean),
             video_max: metrics::compute(&vl, &vmax),
+            track: metrics::compute(&tl, &tp),
+            video_track_max: metrics::compute(&tvl, &tvp),
             paper_accuracy: paper.then(|| paper_accuracy(&labels, &ps, 777)),
             paper_hard_auc: if paper { metrics::auc(&labels, &hard) } else { None },
             roc: metrics::roc(&labels, &ps),
@@ -122,7 +159,7 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<GroupBy>, paper: bool, d
     let mut csv = String::from("domain,level,n,real,fake,accuracy,auc,eer,ap,log_loss\n");
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_else(|| "undefined".into());
     for r in &reports {
-        for (level, m) in [("frame", &r.frame), ("video_mean", &r.video_mean), ("video_max", &r.video_max)] {
+        for (level, m) in r.levels() {
             csv.push_str(&format!(
                 "{},{level},{},{},{},{:.6},{},{},{},{:.6}\n",
                 r.domain, m.n, m.real, m.fake, m.accuracy, f(m.auc), f(m.eer), f(m.ap), m.log_loss
@@ -205,6 +242,20 @@ pub fn write_summary(rows: &[SummaryRow], out: &Path) -> Result<PathBuf, TrainEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_swapped_face_flags_its_video_by_track_max_not_by_mean() {
+        // A fake video with a real-looking track (0.1) and a swapped one (0.9, shorter), and a
+        // real video with one track.
+        let faces = [("f", 0, 1, 0.1), ("f", 0, 1, 0.1), ("f", 0, 1, 0.1), ("f", 1, 1, 0.9), ("f", 1, 1, 0.9), ("r", 0, 0, 0.2)];
+        let (tl, tp, vl, vp) = track_scores(faces.iter().copied());
+        assert_eq!(tl, vec![1, 1, 0]);
+        assert!((tp[0] - 0.1).abs() < 1e-12 && (tp[1] - 0.9).abs() < 1e-12);
+        assert_eq!(vl, vec![1, 0]);
+        assert!((vp[0] - 0.9).abs() < 1e-12, "the video takes its worst track: {vp:?}");
+        let mean_f = faces.iter().filter(|f| f.0 == "f").map(|f| f.3).sum::<f64>() / 5.0;
+        assert!(mean_f < 0.5, "the plain mean would call it real: {mean_f}");
+    }
 
     #[test]
     fn several_runs_summarise_to_mean_and_sample_sd() {

@@ -25,6 +25,10 @@ pub struct DataSection {
     pub image_size: usize,
     pub workers: usize,
     pub prefetch: usize,
+    /// At most this many faces of each face track (video, track) per epoch, drawn anew each
+    /// epoch (0 = every face).
+    #[serde(default)]
+    pub per_track: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

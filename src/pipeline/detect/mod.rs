@@ -139,13 +139,18 @@ fn cut_threshold() -> f32 {
 
 impl DetectorConfig {
     /// How the decoder sizes the detector's copy of each frame. Unless `frame_scale` says
-    /// otherwise, RetinaFace sees the frame fitted into `input_size`² (its fixed input), and
+    /// otherwise, RetinaFace sees the frame fitted into `input_size`², or smaller when
+    /// `min_face_size` says the smallest face kept is large (its cost grows with the area), and
     /// MTCNN the frame as it is: its pyramid takes any size, and a resized frame moves its boxes.
     pub fn copy(&self) -> DetectorCopy {
         match self.frame_scale {
             Some(k) if k > 0.0 => DetectorCopy::Scale(k),
             Some(_) => DetectorCopy::Fit(self.input_size),
             None if self.name == "mtcnn" => DetectorCopy::Scale(1.0),
+            // No larger than needed to see the smallest face kept at RETINAFACE_MIN_FACE pixels.
+            None if self.min_face_size > 0.0 => {
+                DetectorCopy::FitAtMost { side: self.input_size, max_scale: retinaface::MIN_FACE / self.min_face_size }
+            }
             None => DetectorCopy::Fit(self.input_size),
         }
     }

@@ -3,8 +3,10 @@
 //! Input `input` [B,3,S,S]: BGR minus (104,117,123). Outputs per anchor: `loc` (cx,cy,w,h
 //! deltas, variances 0.1/0.2), `conf` (softmax; column 1 = face), `landmarks` (5 points).
 //! Anchors: strides 8/16/32 with min sizes (16,32), (64,128), (256,512), row-major per level.
-//! Frames are letterboxed top-left into S×S (the padding is the mean colour, i.e. zeros after
-//! mean subtraction), so boxes map back with no offset.
+//! The network takes any height and width that are multiples of 32: each batch is padded
+//! top-left to the smallest such size holding its images (a 16:9 frame fitted into 640 is
+//! 640×384, not 640×640: 40 % of the work). The padding is the mean colour, i.e. zeros after
+//! mean subtraction, so boxes map back with no offset.
 
 use std::path::Path;
 
@@ -17,22 +19,26 @@ const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 const STEPS: [usize; 3] = [8, 16, 32];
 const MIN_SIZES: [[f32; 2]; 3] = [[16.0, 32.0], [64.0, 128.0], [256.0, 512.0]];
 const VARIANCE: [f32; 2] = [0.1, 0.2];
+/// The face size (pixels of the network's input) the detector's copy keeps the smallest face
+/// the run wants at, when `min_face_size` is set: twice the smallest anchor, where the
+/// boxes are as tight as on larger faces (measured by scripts/bench-reference).
+pub const MIN_FACE: f32 = 32.0;
 
 pub struct RetinaFace {
     session: ort::session::Session,
     config: DetectorConfig,
-    /// (cx, cy, w, h) per anchor, in pixels of the S×S input.
-    anchors: Vec<[f32; 4]>,
+    /// (cx, cy, w, h) per anchor, in pixels of the input, by input (height, width).
+    anchors: std::collections::HashMap<(usize, usize), Vec<[f32; 4]>>,
     input: Vec<f32>,
 }
 
-/// Anchors for an S×S input, in the network's output order.
-pub fn anchors(size: usize) -> Vec<[f32; 4]> {
+/// Anchors for a `height`×`width` input, in the network's output order (rows of the feature
+/// map first, as biubug6's PriorBox).
+pub fn anchors(height: usize, width: usize) -> Vec<[f32; 4]> {
     let mut out = Vec::new();
     for (step, sizes) in STEPS.iter().zip(MIN_SIZES) {
-        let n = size.div_ceil(*step);
-        for i in 0..n {
-            for j in 0..n {
+        for i in 0..height.div_ceil(*step) {
+            for j in 0..width.div_ceil(*step) {
                 for s in sizes {
                     out.push([(j as f32 + 0.5) * *step as f32, (i as f32 + 0.5) * *step as f32, s, s]);
                 }
@@ -77,24 +83,28 @@ impl RetinaFace {
     pub fn new(config: &DetectorConfig, device: Device, models: &Path) -> Result<Self, DetectError> {
         let path = checked_model(models, MODEL_FILE)?;
         let session = onnx_session(&path, device, config.threads)?;
-        let size = config.input_size as usize;
-        Ok(RetinaFace { session, config: config.clone(), anchors: anchors(size), input: Vec::new() })
+        Ok(RetinaFace { session, config: config.clone(), anchors: Default::default(), input: Vec::new() })
     }
 
-    /// Fills the letterboxed, mean-subtracted NCHW batch.
-    fn fill_input(&mut self, images: &[&BgrImage]) {
-        let s = self.config.input_size as usize;
-        let plane = s * s;
+    /// The input size for `images`: the smallest multiples of 32 holding each of them.
+    fn input_size(images: &[&BgrImage]) -> (usize, usize) {
+        let up = |v: usize| v.max(1).div_ceil(32) * 32;
+        (up(images.iter().map(|i| i.height).max().unwrap_or(1)), up(images.iter().map(|i| i.width).max().unwrap_or(1)))
+    }
+
+    /// Fills the padded, mean-subtracted NCHW batch of `h`×`w` inputs.
+    fn fill_input(&mut self, images: &[&BgrImage], h: usize, w: usize) {
+        let plane = h * w;
         self.input.clear();
         self.input.resize(images.len() * 3 * plane, 0.0);
         for (b, img) in images.iter().enumerate() {
             let base = b * 3 * plane;
-            let (w, h) = (img.width.min(s), img.height.min(s));
-            for y in 0..h {
-                let row = &img.data[y * img.width * 3..];
-                for x in 0..w {
-                    for c in 0..3 {
-                        self.input[base + c * plane + y * s + x] = row[x * 3 + c] as f32 - MEAN_BGR[c];
+            for y in 0..img.height {
+                let row = &img.data[y * img.width * 3..(y + 1) * img.width * 3];
+                for c in 0..3 {
+                    let out = &mut self.input[base + c * plane + y * w..base + c * plane + y * w + img.width];
+                    for (o, px) in out.iter_mut().zip(row.chunks_exact(3)) {
+                        *o = px[c] as f32 - MEAN_BGR[c];
                     }
                 }
             }
@@ -111,16 +121,17 @@ impl Detector for RetinaFace {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let s = self.config.input_size as usize;
-        self.fill_input(images);
+        let (h, w) = Self::input_size(images);
+        self.fill_input(images, h, w);
         let fail = |e: ort::Error| DetectError::Inference { detector: "retinaface", reason: e.to_string() };
-        let tensor = ort::value::Tensor::from_array(([images.len(), 3, s, s], std::mem::take(&mut self.input)))
+        let tensor = ort::value::Tensor::from_array(([images.len(), 3, h, w], std::mem::take(&mut self.input)))
             .map_err(fail)?;
         let outputs = self.session.run(ort::inputs!["input" => tensor]).map_err(fail)?;
         let (_, loc) = outputs["loc"].try_extract_tensor::<f32>().map_err(fail)?;
         let (_, conf) = outputs["conf"].try_extract_tensor::<f32>().map_err(fail)?;
         let (_, lms) = outputs["landmarks"].try_extract_tensor::<f32>().map_err(fail)?;
-        let n = self.anchors.len();
+        let anchors = self.anchors.entry((h, w)).or_insert_with(|| anchors(h, w));
+        let n = anchors.len();
         if loc.len() != images.len() * n * 4 {
             return Err(DetectError::Inference {
                 detector: "retinaface",
@@ -130,7 +141,7 @@ impl Detector for RetinaFace {
         Ok((0..images.len())
             .map(|b| {
                 decode_outputs(
-                    &self.anchors,
+                    anchors,
                     &loc[b * n * 4..(b + 1) * n * 4],
                     &conf[b * n * 2..(b + 1) * n * 2],
                     &lms[b * n * 10..(b + 1) * n * 10],
@@ -153,11 +164,15 @@ mod tests {
     #[test]
     fn anchor_count_matches_the_network_for_640() {
         // (80² + 40² + 20²) × 2 anchors.
-        assert_eq!(anchors(640).len(), (6400 + 1600 + 400) * 2);
-        let a = anchors(640);
+        assert_eq!(anchors(640, 640).len(), (6400 + 1600 + 400) * 2);
+        let a = anchors(640, 640);
         assert_eq!(a[0], [4.0, 4.0, 16.0, 16.0]);
         assert_eq!(a[1], [4.0, 4.0, 32.0, 32.0]);
         assert_eq!(a[2], [12.0, 4.0, 16.0, 16.0]);
+        // 640 wide, 384 high: 80 columns of the first level, then the second row starts.
+        let a = anchors(384, 640);
+        assert_eq!(a.len(), (80 * 48 + 40 * 24 + 20 * 12) * 2);
+        assert_eq!(a[160], [4.0, 12.0, 16.0, 16.0]);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Sample {
     pub path: PathBuf,
     pub label: i64,
     pub video_id: String,
+    /// The face's track in its video.
+    pub track: u32,
 }
 
 /// Rows of `manifest` in `split` (and in `datasets`, when not empty) that carry a label.
@@ -55,7 +57,7 @@ fn select(
     let samples: Vec<Sample> = rows
         .into_iter()
         .filter(|r| r.split == split && (datasets.is_empty() || datasets.contains(&r.dataset)))
-        .filter_map(|r| Some(Sample { path: base.join(&r.path), label: label(&r)?, video_id: r.video_id }))
+        .filter_map(|r| Some(Sample { path: base.join(&r.path), label: label(&r)?, video_id: r.video_id, track: r.track }))
         .collect();
     if samples.is_empty() {
         return Err(DataError::Empty { manifest: manifest.into(), split: split.into(), datasets: datasets.to_vec() });
@@ -78,6 +80,53 @@ pub struct Plan {
     pub samples: usize,
     /// Shuffle (training) or walk in order (evaluation, last batch may be short).
     pub shuffle: bool,
+    /// > 0: each epoch draws at most this many samples of each face track ([`PerTrack`]), and
+    /// `samples` is the size of such an epoch.
+    pub per_track: usize,
+}
+
+/// The samples of each face track, for drawing at most K of each per epoch.
+#[derive(Debug, Clone)]
+pub struct PerTrack {
+    /// Sample indices of each (video, track), in sample order; tracks in order of first sample.
+    groups: Vec<Vec<usize>>,
+}
+
+impl PerTrack {
+    pub fn new(samples: &[Sample]) -> PerTrack {
+        let mut at: std::collections::HashMap<(&str, u32), usize> = std::collections::HashMap::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, s) in samples.iter().enumerate() {
+            let g = *at.entry((s.video_id.as_str(), s.track)).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        PerTrack { groups }
+    }
+
+    /// How many samples an epoch has with at most `k` per track.
+    pub fn epoch_size(&self, k: usize) -> usize {
+        self.groups.iter().map(|g| g.len().min(k)).sum()
+    }
+
+    /// The samples of `epoch`: at most `k` of each track, drawn with `seed` (the same for the
+    /// same seed and epoch), in track order.
+    pub fn epoch(&self, k: usize, seed: u64, epoch: u64) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.epoch_size(k));
+        for (t, g) in self.groups.iter().enumerate() {
+            if g.len() <= k {
+                out.extend_from_slice(g);
+            } else {
+                let perm = SampleRng::new(seed ^ 0x7ac4, epoch, t as u64, 0).permutation(g.len());
+                let mut picked: Vec<usize> = perm[..k].iter().map(|&p| g[p]).collect();
+                picked.sort_unstable();
+                out.extend(picked);
+            }
+        }
+        out
+    }
 }
 
 impl Plan {
@@ -125,8 +174,13 @@ pub struct LoaderSpec {
     pub prefetch: usize,
 }
 
-fn make_batch(samples: &[Sample], spec: &LoaderSpec, step: usize) -> Batch {
-    let (epoch, indices) = spec.plan.batch(step);
+/// The batch of `step`; `members` maps an epoch's positions to samples when the plan draws
+/// per track (the worker's cached [`PerTrack::epoch`] of that epoch).
+fn make_batch(samples: &[Sample], spec: &LoaderSpec, step: usize, members: Option<&[usize]>) -> Batch {
+    let (epoch, mut indices) = spec.plan.batch(step);
+    if let Some(m) = members {
+        indices.iter_mut().for_each(|i| *i = m[*i]);
+    }
     let s = spec.size;
     let mut per_view: Vec<Vec<f32>> = vec![Vec::with_capacity(indices.len() * s * s * 3); spec.views];
     let mut labels = Vec::with_capacity(indices.len());
@@ -167,13 +221,24 @@ impl Loader {
         let w = spec.workers.max(1);
         let mut channels = Vec::new();
         let mut workers = Vec::new();
+        let per_track = (spec.plan.per_track > 0).then(|| Arc::new(PerTrack::new(&samples)));
         for k in 0..w {
             let (tx, rx) = bounded(spec.prefetch.max(1));
             let samples = samples.clone();
+            let per_track = per_track.clone();
             workers.push(std::thread::spawn(move || {
                 let mut step = start + k;
+                // The epoch's members when drawing per track, made once per epoch.
+                let mut cached: Option<(u64, Vec<usize>)> = None;
                 while step < end {
-                    if tx.send(make_batch(&samples, &spec, step)).is_err() {
+                    let members = per_track.as_ref().map(|pt| {
+                        let epoch = spec.plan.batch(step).0;
+                        if cached.as_ref().is_none_or(|c| c.0 != epoch) {
+                            cached = Some((epoch, pt.epoch(spec.plan.per_track, spec.plan.seed, epoch)));
+                        }
+                        cached.as_ref().map(|c| c.1.as_slice()).expect("just cached")
+                    });
+                    if tx.send(make_batch(&samples, &spec, step, members)).is_err() {
                         return;
                     }
                     step += w;
@@ -212,7 +277,7 @@ mod tests {
             .map(|i| {
                 let p = dir.join(format!("{i}.png"));
                 write_png(&p, (i * 20) as u8);
-                Sample { path: p, label: (i % 2) as i64, video_id: format!("v{i}") }
+                Sample { path: p, label: (i % 2) as i64, video_id: format!("v{i}"), track: 0 }
             })
             .collect()
     }
@@ -222,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let samples = Arc::new(fixture(dir.path(), 10));
         let spec = |workers| LoaderSpec {
-            plan: Plan { seed: 7, batch: 4, samples: 10, shuffle: true },
+            plan: Plan { seed: 7, batch: 4, samples: 10, shuffle: true, per_track: 0 },
             views: 2,
             augment: true,
             size: 16,
@@ -246,8 +311,30 @@ mod tests {
     }
 
     #[test]
+    fn per_track_epochs_draw_at_most_k_faces_of_each_track_anew_each_epoch() {
+        let s = |video: &str, track: u32| Sample { path: PathBuf::new(), label: 0, video_id: video.into(), track };
+        // A long track (10 faces), a short one (2), another video's track 0 (3).
+        let mut samples: Vec<Sample> = (0..10).map(|_| s("a", 0)).collect();
+        samples.extend([s("a", 1), s("a", 1), s("b", 0), s("b", 0), s("b", 0)]);
+        let pt = PerTrack::new(&samples);
+        assert_eq!(pt.epoch_size(3), 3 + 2 + 3);
+        let e0 = pt.epoch(3, 5, 0);
+        assert_eq!(e0.len(), 8);
+        assert_eq!(e0.iter().filter(|&&i| i < 10).count(), 3, "3 of the long track");
+        assert!([10, 11, 12, 13, 14].iter().all(|i| e0.contains(i)), "short tracks whole");
+        assert_eq!(pt.epoch(3, 5, 0), e0, "the same for the same seed and epoch");
+        let other: Vec<Vec<usize>> = (1..6).map(|e| pt.epoch(3, 5, e)).collect();
+        assert!(other.iter().any(|e| e[..3] != e0[..3]), "drawn anew each epoch");
+        // Plan positions map through the epoch's members: every step's samples are members.
+        let plan = Plan { seed: 5, batch: 4, samples: 8, shuffle: true, per_track: 3 };
+        let (epoch, pos) = plan.batch(1);
+        let members = pt.epoch(3, 5, epoch);
+        assert!(pos.iter().all(|&p| p < members.len()));
+    }
+
+    #[test]
     fn each_epoch_is_a_permutation() {
-        let plan = Plan { seed: 1, batch: 3, samples: 9, shuffle: true };
+        let plan = Plan { seed: 1, batch: 3, samples: 9, shuffle: true, per_track: 0 };
         let mut seen: Vec<usize> = (0..3).flat_map(|s| plan.batch(s).1).collect();
         seen.sort();
         assert_eq!(seen, (0..9).collect::<Vec<_>>());
@@ -259,9 +346,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut samples = fixture(dir.path(), 3);
         std::fs::write(&samples[1].path, b"not a png").unwrap();
-        samples.push(Sample { path: dir.path().join("missing.png"), label: 0, video_id: "x".into() });
+        samples.push(Sample { path: dir.path().join("missing.png"), label: 0, video_id: "x".into(), track: 0 });
         let spec = LoaderSpec {
-            plan: Plan { seed: 0, batch: 4, samples: 4, shuffle: false },
+            plan: Plan { seed: 0, batch: 4, samples: 4, shuffle: false, per_track: 0 },
             views: 1,
             augment: false,
             size: 8,

@@ -120,7 +120,7 @@ impl Work<'_> {
         let recipe = &settings.recipe;
         let device = settings.torch_device()?;
         let mut net = Net::new(settings.backbone, recipe.model.feat_dim, recipe.teacher.lr, device);
-        let spec = train_spec(settings, labelled.len(), recipe.teacher.linear_batch, 1, recipe.run.seed);
+        let spec = train_spec(settings, &labelled, recipe.teacher.linear_batch, 1, recipe.run.seed);
         for b in Loader::new(labelled.clone(), spec, 0, steps) {
             let (x, y) = tensors(&b, device, settings.preset);
             let logits = net.logits(&x, true);
@@ -142,8 +142,8 @@ impl Work<'_> {
         let feat_dim = recipe.model.feat_dim;
         let mut t = Net::new(settings.backbone, feat_dim, recipe.mpl.lr, device);
         let mut s = Net::new(settings.backbone, feat_dim, recipe.mpl.lr, device);
-        let lab = Loader::new(labelled.clone(), train_spec(settings, labelled.len(), recipe.mpl.labelled_batch, 1, recipe.run.seed), 0, steps);
-        let unl_spec = train_spec(settings, unlabelled.len(), recipe.mpl.unlabelled_batch, 2, recipe.run.seed ^ 0x5eed);
+        let lab = Loader::new(labelled.clone(), train_spec(settings, &labelled, recipe.mpl.labelled_batch, 1, recipe.run.seed), 0, steps);
+        let unl_spec = train_spec(settings, &unlabelled, recipe.mpl.unlabelled_batch, 2, recipe.run.seed ^ 0x5eed);
         let unl = Loader::new(unlabelled.clone(), unl_spec, 0, steps);
         for (lb, ub) in lab.zip(unl) {
             let (a, y) = tensors(&lb, device, preset);

@@ -136,11 +136,14 @@ pub fn stop_step(settings: &TrainSettings, start: usize, total: usize) -> usize 
     }
 }
 
-/// The augmented training batches of `samples` (`batch` each, `views` views per image).
-pub fn train_spec(settings: &TrainSettings, samples: usize, batch: usize, views: usize, seed: u64) -> LoaderSpec {
+/// The augmented training batches of `samples` (`batch` each, `views` views per image; at most
+/// `data.per_track` faces of a track per epoch when set).
+pub fn train_spec(settings: &TrainSettings, samples: &[crate::train::data::Sample], batch: usize, views: usize, seed: u64) -> LoaderSpec {
     let d = &settings.recipe.data;
+    let per_track = d.per_track;
+    let samples = if per_track > 0 { crate::train::data::PerTrack::new(samples).epoch_size(per_track) } else { samples.len() };
     LoaderSpec {
-        plan: Plan { seed, batch: batch.min(samples), samples, shuffle: true },
+        plan: Plan { seed, batch: batch.min(samples), samples, shuffle: true, per_track },
         views,
         augment: true,
         size: d.image_size,
@@ -152,7 +155,7 @@ pub fn train_spec(settings: &TrainSettings, samples: usize, batch: usize, views:
 /// Every sample once, in order, with the eval transform (evaluation and inference).
 pub fn eval_spec(samples: usize, image_size: usize, workers: usize) -> LoaderSpec {
     LoaderSpec {
-        plan: Plan { seed: 0, batch: 256, samples, shuffle: false },
+        plan: Plan { seed: 0, batch: 256, samples, shuffle: false, per_track: 0 },
         views: 1,
         augment: false,
         size: image_size,

@@ -232,9 +232,9 @@ pub fn run(settings: &TrainSettings, resume: bool, progress: bool) -> Result<Run
     let start = dir.start();
     let mut metrics = dir.metrics(METRICS_HEADER)?;
     let stop = stop_step(settings, start, mp.steps);
-    let lab = Loader::new(labelled.clone(), train_spec(settings, labelled.len(), mp.labelled_batch, 2, recipe.run.seed), start, stop);
+    let lab = Loader::new(labelled.clone(), train_spec(settings, &labelled, mp.labelled_batch, 2, recipe.run.seed), start, stop);
     // The unlabelled stream restarts (a new epoch) whenever it is exhausted: Plan does that.
-    let unl_spec = train_spec(settings, unlabelled.len(), mp.unlabelled_batch, 2, recipe.run.seed ^ 0x5eed);
+    let unl_spec = train_spec(settings, &unlabelled, mp.unlabelled_batch, 2, recipe.run.seed ^ 0x5eed);
     let unl = Loader::new(unlabelled.clone(), unl_spec, start, stop);
     let bar = progress_bar(mp.steps, start, progress);
     let mut last_ck = "none".to_string();

@@ -129,7 +129,7 @@ pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progr
     let start = dir.start();
     let mut metrics = dir.metrics(METRICS_HEADER)?;
     let stop = stop_step(settings, start, total);
-    let spec = |batch: usize, views: usize| train_spec(settings, train.len(), batch, views, recipe.run.seed);
+    let spec = |batch: usize, views: usize| train_spec(settings, &train, batch, views, recipe.run.seed);
     let bar = progress_bar(total, start, progress);
     let mut skipped = 0usize;
     let mut last_ck = dir.resumed.as_ref().map(|c| c.dir.display().to_string()).unwrap_or_else(|| "none".into());
