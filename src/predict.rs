@@ -11,7 +11,6 @@ use serde_json::json;
 
 use crate::manifest::paths;
 use crate::pipeline::config::ExtractSettings;
-use crate::pipeline::crop::crop_rect;
 use crate::pipeline::decode::{self, VideoError};
 use crate::pipeline::detect::{DetectError, Detector, Face};
 use crate::pipeline::faces;
@@ -33,6 +32,8 @@ pub enum PredictError {
     Classifier(#[from] TrainError),
     #[error("{path}: {reason}")]
     Image { path: PathBuf, reason: String },
+    #[error("cannot crop a face: {0}")]
+    Crop(String),
 }
 
 /// The face `rect` of a BGR frame as an RGB [0,1] image resized to `size`.
@@ -49,14 +50,15 @@ fn face_input(frame: &BgrImage, rect: (i32, i32, i32, i32), size: usize) -> RgbF
 }
 
 /// Scores the faces of one frame: (box, detector score, track, fake probability) each.
-fn score_faces(frame: &BgrImage, faces: &[TrackedFace], settings: &ExtractSettings, clf: &Classifier) -> Result<Vec<serde_json::Value>, TrainError> {
+fn score_faces(frame: &BgrImage, faces: &[TrackedFace], settings: &ExtractSettings, clf: &Classifier) -> Result<Vec<serde_json::Value>, PredictError> {
     if faces.is_empty() {
         return Ok(Vec::new());
     }
     let size = clf.image_size();
     let mut pixels = Vec::new();
     for f in faces {
-        pixels.extend(face_input(frame, crop_rect(&f.face, settings.crop, frame.width, frame.height), size).data);
+        let cut = crate::pipeline::crop::cut(frame, &f.face, settings.crop).map_err(|e| PredictError::Crop(e.to_string()))?;
+        pixels.extend(face_input(&cut, (0, 0, cut.width as i32, cut.height as i32), size).data);
     }
     let n = faces.len();
     let batch = Batch { step: 0, views: 1, n, size, pixels, labels: vec![0; n], indices: (0..n).collect(), skipped: Vec::new() };

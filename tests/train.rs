@@ -64,6 +64,18 @@ fn an_interrupted_and_resumed_run_gives_the_same_losses() {
     assert_eq!(a.len(), 6);
     assert_eq!(a, b, "per-step losses after resume");
     assert!(resumed.join("eval.json").exists() && resumed.join("recipe.toml").exists());
+    // TensorBoard events hold every logged loss at its step, and the final evaluation.
+    let mut events = Vec::new();
+    for f in std::fs::read_dir(straight.join("tb")).unwrap() {
+        events.extend(scmpl::train::tensorboard::read_scalars(&f.unwrap().path()).unwrap());
+    }
+    for (step, loss) in &a {
+        let logged = events.iter().find(|(tag, s, _)| tag.ends_with("/loss") && *s == *step as i64);
+        let logged = logged.unwrap_or_else(|| panic!("no loss at step {step} in {events:?}"));
+        assert!((logged.2 - loss.parse::<f32>().unwrap()).abs() < 1e-4, "{logged:?} vs {loss}");
+    }
+    assert!(events.iter().any(|(tag, s, _)| tag == "eval/accuracy" && *s == 6), "{events:?}");
+    assert!(events.iter().any(|(tag, ..)| tag.ends_with("/images_per_s")));
     // Resuming with another recipe is refused.
     let o = common::scmpl().args(args(&resumed, &["--resume", "--image-size", "32"])).output().unwrap();
     assert_eq!(o.status.code(), Some(1));

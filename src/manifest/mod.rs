@@ -100,6 +100,10 @@ pub struct FaceRow {
     pub y2: f32,
     pub score: f32,
     pub split: String,
+    /// With `--crop aligned`: the 2x3 transform from frame pixels to crop pixels,
+    /// `a b tx c d ty` (x' = a x + b y + tx, y' = c x + d y + ty); empty otherwise.
+    #[serde(default)]
+    pub align: String,
 }
 
 pub const VIDEOS: &str = "videos.csv";
@@ -204,6 +208,7 @@ impl Default for FaceRow {
             y2: 0.0,
             score: 0.0,
             split: String::new(),
+            align: String::new(),
         }
     }
 }
@@ -258,7 +263,7 @@ mod tests {
     #[test]
     fn headers_carry_the_documented_columns() {
         let h = String::from_utf8(header::<FaceRow>()).unwrap();
-        assert_eq!(h.trim_end(), "path,video_id,original,dataset,part,label,frame,face,track,x1,y1,x2,y2,score,split");
+        assert_eq!(h.trim_end(), "path,video_id,original,dataset,part,label,frame,face,track,x1,y1,x2,y2,score,split,align");
         let h = String::from_utf8(header::<VideoRow>()).unwrap();
         assert_eq!(
             h.trim_end(),
@@ -285,8 +290,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("faces.csv");
         let mut text = String::from_utf8(header::<FaceRow>()).unwrap();
-        text.push_str("a,v,o,d,p,0,1,0,0,1,1,2,2,0.9,train\n");
-        text.push_str("a,v,o,d,p,zero,1,0,0,1,1,2,2,0.9,train\n");
+        text.push_str("a,v,o,d,p,0,1,0,0,1,1,2,2,0.9,train,\n");
+        text.push_str("a,v,o,d,p,zero,1,0,0,1,1,2,2,0.9,train,\n");
         std::fs::write(&p, text).unwrap();
         let err = read_rows::<FaceRow>(&p).unwrap_err().to_string();
         assert!(err.contains("faces.csv:3"), "{err}");

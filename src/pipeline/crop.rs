@@ -18,6 +18,45 @@ use crate::pipeline::image::BgrImage;
 pub enum CropRule {
     Reference,
     Margin(f32),
+    /// The face warped by the similarity transform that takes its five landmarks closest (least
+    /// squares) to a fixed five-point template in a `size`² crop; `margin` widens the view
+    /// (the template shrunk towards the centre by 1 / (1 + 2 margin)).
+    Aligned { size: u32, margin: f32 },
+}
+
+/// The five-point template of a 112x112 aligned face (ArcFace's): eyes, nose, mouth corners,
+/// as the detectors order their landmarks (the subject's right eye, on the image's left, first).
+pub const ALIGN_TEMPLATE: [[f64; 2]; 5] = [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
+
+/// The template's points in a `size`² crop with `margin`.
+pub fn template_points(size: u32, margin: f32) -> [[f64; 2]; 5] {
+    ALIGN_TEMPLATE.map(|[x, y]| {
+        let k = 1.0 / (1.0 + 2.0 * margin as f64);
+        [((x / 112.0 - 0.5) * k + 0.5) * size as f64, ((y / 112.0 - 0.5) * k + 0.5) * size as f64]
+    })
+}
+
+/// The similarity transform (rotation, uniform scale, translation) taking `face`'s landmarks
+/// closest, in least squares, to the template of a `size`² crop: `[a, -b, tx, b, a, ty]`, the
+/// 2x3 matrix mapping frame pixels to crop pixels (Umeyama's solution, which in 2-D without
+/// reflection is this closed form).
+pub fn alignment(face: &Face, size: u32, margin: f32) -> [f64; 6] {
+    let src: Vec<[f64; 2]> = (0..5).map(|k| [face.landmarks[2 * k] as f64, face.landmarks[2 * k + 1] as f64]).collect();
+    let dst = template_points(size, margin);
+    let mean = |p: &[[f64; 2]]| p.iter().fold([0.0, 0.0], |m, q| [m[0] + q[0] / 5.0, m[1] + q[1] / 5.0]);
+    let (ms, md) = (mean(&src), mean(&dst));
+    let (mut a, mut b, mut var) = (0.0, 0.0, 0.0);
+    for (p, q) in src.iter().zip(&dst) {
+        let (x, y) = ([p[0] - ms[0], p[1] - ms[1]], [q[0] - md[0], q[1] - md[1]]);
+        a += x[0] * y[0] + x[1] * y[1];
+        b += x[0] * y[1] - x[1] * y[0];
+        var += x[0] * x[0] + x[1] * x[1];
+    }
+    if var <= 0.0 {
+        return [1.0, 0.0, md[0] - ms[0], 0.0, 1.0, md[1] - ms[1]];
+    }
+    let (a, b) = (a / var, b / var);
+    [a, -b, md[0] - (a * ms[0] - b * ms[1]), b, a, md[1] - (b * ms[0] + a * ms[1])]
 }
 
 impl FromStr for CropRule {
@@ -31,7 +70,15 @@ impl FromStr for CropRule {
                 .filter(|f| f.is_finite() && *f >= 0.0)
                 .map(CropRule::Margin)
                 .ok_or_else(|| ParseError(format!("invalid crop margin '{f}': expected a number >= 0"))),
-            _ => Err(ParseError(format!("invalid crop rule '{s}': expected reference or margin:F"))),
+            None if s == "aligned" => Ok(CropRule::Aligned { size: 112, margin: 0.0 }),
+            Some(("aligned", rest)) => {
+                let bad = || ParseError(format!("invalid crop rule '{s}': expected aligned, aligned:SIZE or aligned:SIZE:MARGIN (SIZE 16-4096, MARGIN >= 0)"));
+                let (size, margin) = rest.split_once(':').unwrap_or((rest, "0"));
+                let size = size.parse::<u32>().ok().filter(|v| (16..=4096).contains(v)).ok_or_else(bad)?;
+                let margin = margin.parse::<f32>().ok().filter(|m| m.is_finite() && *m >= 0.0).ok_or_else(bad)?;
+                Ok(CropRule::Aligned { size, margin })
+            }
+            _ => Err(ParseError(format!("invalid crop rule '{s}': expected reference, margin:F or aligned[:SIZE[:MARGIN]]"))),
         }
     }
 }
@@ -41,6 +88,7 @@ impl std::fmt::Display for CropRule {
         match self {
             CropRule::Reference => write!(f, "reference"),
             CropRule::Margin(m) => write!(f, "margin:{m}"),
+            CropRule::Aligned { size, margin } => write!(f, "aligned:{size}:{margin}"),
         }
     }
 }
@@ -105,6 +153,8 @@ pub fn crop_rect(face: &Face, rule: CropRule, width: usize, height: usize) -> (i
                 x2 += d - d / 2;
             }
         }
+        // The box around the face (the aligned crop itself is warped, see `cut`).
+        CropRule::Aligned { .. } => {}
         CropRule::Margin(m) => {
             let pw = ((x2 - x1) as f32 * m).round() as i64;
             let ph = ((y2 - y1) as f32 * m).round() as i64;
@@ -122,8 +172,27 @@ pub fn crop_rect(face: &Face, rule: CropRule, width: usize, height: usize) -> (i
     (x1 as i32, y1 as i32, (x2 - x1) as i32, (y2 - y1) as i32)
 }
 
-/// The pixels of `face`'s crop rectangle under `rule` (a copy: the frame can go).
-pub fn cut(frame: &BgrImage, face: &Face, rule: CropRule) -> BgrImage {
+/// The `align` column of a face's `faces.csv` row: the aligned crop's 2x3 transform from frame
+/// to crop pixels (`a b tx c d ty`), empty for the other rules.
+pub fn alignment_text(face: &Face, rule: CropRule) -> String {
+    match rule {
+        CropRule::Aligned { size, margin } => alignment(face, size, margin).iter().map(|v| format!("{:.6}", v)).collect::<Vec<_>>().join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The pixels of `face`'s crop under `rule` (a copy: the frame can go): its rectangle, or for
+/// `aligned` the face warped onto the template (bilinear, borders replicated).
+pub fn cut(frame: &BgrImage, face: &Face, rule: CropRule) -> opencv::Result<BgrImage> {
+    if let CropRule::Aligned { size, margin } = rule {
+        let m = alignment(face, size, margin);
+        let src = Mat::new_rows_cols_with_bytes::<Vec3b>(frame.height as i32, frame.width as i32, &frame.data)?;
+        let matrix = Mat::from_slice_2d(&[&m[0..3], &m[3..6]])?;
+        let mut out = Mat::default();
+        let side = opencv::core::Size::new(size as i32, size as i32);
+        opencv::imgproc::warp_affine(&src, &mut out, &matrix, side, opencv::imgproc::INTER_LINEAR, opencv::core::BORDER_REPLICATE, opencv::core::Scalar::default())?;
+        return Ok(BgrImage::new(size as usize, size as usize, out.data_bytes()?.to_vec()));
+    }
     let (x, y, w, h) = crop_rect(face, rule, frame.width, frame.height);
     let (x, y, w, h) = (x as usize, y as usize, w as usize, h as usize);
     let mut data = Vec::with_capacity(w * h * 3);
@@ -131,7 +200,7 @@ pub fn cut(frame: &BgrImage, face: &Face, rule: CropRule) -> BgrImage {
         let start = (row * frame.width + x) * 3;
         data.extend_from_slice(&frame.data[start..start + w * 3]);
     }
-    BgrImage::new(w, h, data)
+    Ok(BgrImage::new(w, h, data))
 }
 
 /// Resizes a cut crop to `size`² when `size` > 0, and encodes it.
@@ -150,7 +219,7 @@ pub fn resize_and_encode(cut: &BgrImage, size: u32, format: ImageFormat) -> open
 
 /// Cuts `face` out of `frame` with `rule`, resizes it to `size`² when `size` > 0, and encodes it.
 pub fn crop_and_encode(frame: &BgrImage, face: &Face, rule: CropRule, size: u32, format: ImageFormat) -> opencv::Result<Vec<u8>> {
-    resize_and_encode(&cut(frame, face, rule), size, format)
+    resize_and_encode(&cut(frame, face, rule)?, size, format)
 }
 
 /// PNG through the `png` crate's fdeflate encoder (lossless like every PNG; several times

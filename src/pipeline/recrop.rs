@@ -209,7 +209,10 @@ fn crop_video(w: Work, settings: &ExtractSettings, out: &Path, write_crops: bool
                 done.push((face, None));
                 continue;
             }
-            match write_crop(out, &job, f.index, i, &super::crop::cut(&f.full, &face.face, settings.crop), settings) {
+            let written = super::crop::cut(&f.full, &face.face, settings.crop)
+                .map_err(|e| CropError::Video(format!("frame {}: cannot crop face {i}: {e}", f.index)))
+                .and_then(|cut| write_crop(out, &job, f.index, i, &cut, settings));
+            match written {
                 Ok(rel) => done.push((face, Some(rel))),
                 Err(CropError::Video(e)) => {
                     error.get_or_insert(e);

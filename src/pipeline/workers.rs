@@ -139,9 +139,15 @@ pub(crate) fn detect(
         let mut find = |msgs: &[&Msg]| detect_frames(detector.as_mut(), msgs, batch, settings);
         for (msg, faces) in kf.resolve(end, &mut find) {
             let Msg::Frame { video, index, pts, full, .. } = msg else { unreachable!("only frames wait") };
-            let cuts = match &faces {
-                Ok(found) if write_crops => found.iter().map(|f| super::crop::cut(&full, &f.face, settings.crop)).collect(),
-                _ => Vec::new(),
+            let (cuts, faces) = match faces {
+                Ok(found) if write_crops => {
+                    let cut = || found.iter().map(|f| super::crop::cut(&full, &f.face, settings.crop)).collect::<opencv::Result<Vec<_>>>().map_err(|e| e.to_string());
+                    match guarded("cropping", cut) {
+                        Ok(cuts) => (cuts, Ok(found)),
+                        Err(e) => (Vec::new(), Err(format!("frame {index}: cannot crop: {e}"))),
+                    }
+                }
+                other => (Vec::new(), other),
             };
             drop(full);
             if out.send(Msg::Detected { video, index, pts, cuts, faces }).is_err() {

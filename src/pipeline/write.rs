@@ -165,7 +165,7 @@ fn video_row(video: &VideoCtx, out: &Path, warning: Option<&str>) -> VideoRow {
 }
 
 /// The `detections.csv` and `faces.csv` rows of a video's frames (in frame order).
-fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(TrackedFace, Option<String>)>)], detector: &str) -> (Vec<DetectionRow>, Vec<FaceRow>) {
+fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(TrackedFace, Option<String>)>)], detector: &str, rule: crop::CropRule) -> (Vec<DetectionRow>, Vec<FaceRow>) {
     let mut detections = Vec::new();
     let mut faces = Vec::new();
     for (index, pts, frame_faces) in frames {
@@ -204,6 +204,7 @@ fn face_rows(job: &VideoJob, frames: &[(u64, f64, Vec<(TrackedFace, Option<Strin
                     y2,
                     score: face.score,
                     split: job.split.clone(),
+                    align: crop::alignment_text(face, rule),
                 });
             }
         }
@@ -239,7 +240,7 @@ pub(crate) fn commit(
         summary.failures.push(if e.contains(&*job.path.to_string_lossy()) { e } else { format!("{}: {e}", job.path.display()) });
     } else {
         p.frames.sort_by_key(|f| f.0);
-        (detections, faces) = face_rows(job, &p.frames, &settings.detector.name);
+        (detections, faces) = face_rows(job, &p.frames, &settings.detector.name, settings.crop);
         row.faces = detections.len() as u64;
         summary.videos_ok += 1;
         summary.frames += p.frames.len() as u64;

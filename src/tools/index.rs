@@ -179,6 +179,7 @@ pub fn index(root: &Path, layout: Layout, label_map: &BTreeMap<String, u8>, out:
             y2: h as f32,
             score: 1.0,
             split: l.split,
+            align: String::new(),
         });
     }
     report.rows = rows.len();

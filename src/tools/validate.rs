@@ -30,8 +30,8 @@ fn kind_of_reader(path: &Path, r: &mut csv::Reader<std::fs::File>) -> Result<Kin
         (Kind::Videos, header_of(manifest::header::<VideoRow>())),
         (Kind::Detections, header_of(manifest::header::<DetectionRow>())),
     ] {
-        // Manifests written before tracks lack these columns; they read as track 0.
-        let before_tracks: Vec<String> = want.iter().filter(|c| !["track", "source"].contains(&c.as_str())).cloned().collect();
+        // Manifests written before tracks and aligned crops lack these columns (track 0).
+        let before_tracks: Vec<String> = want.iter().filter(|c| !["track", "source", "align"].contains(&c.as_str())).cloned().collect();
         if h == want || h == before_tracks {
             return Ok(kind);
         }

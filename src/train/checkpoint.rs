@@ -32,8 +32,10 @@ pub fn load_vars(vs: &mut nn::VarStore, path: &Path) -> Result<(), TrainError> {
     let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
     let vars = vs.variables();
     let mut diffs = Vec::new();
-    for (name, var) in &vars {
-        match saved.get(name) {
+    // In name order, so the message (cut to 12 differences) is the same on every run.
+    let ordered: BTreeMap<&String, &Tensor> = vars.iter().collect();
+    for (name, var) in ordered {
+        match saved.get(name.as_str()) {
             None => diffs.push(format!("missing {name}")),
             Some(t) if t.size() != var.size() => diffs.push(format!("{name}: shape {:?}, expected {:?}", t.size(), var.size())),
             Some(_) => {}

@@ -21,6 +21,7 @@ pub mod model;
 pub mod optim;
 pub mod recipe;
 pub mod run;
+pub mod tensorboard;
 
 use std::path::PathBuf;
 

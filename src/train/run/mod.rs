@@ -23,6 +23,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::data::{Batch, Loader, LoaderSpec, Plan, Sample};
 use super::model::{Classifier, SupConNet};
 use super::recipe::{Preset, TrainSettings};
+use super::tensorboard::EventWriter;
 use super::{io_err, loss, TrainError};
 
 /// How a training run ended.
@@ -97,7 +98,9 @@ impl RunDir {
         };
         std::fs::write(&path, format!("{header}\n{kept}")).map_err(io_err(&path))?;
         let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
-        Ok(MetricsLog { file, path })
+        let tb_dir = self.out.join("tb");
+        let tb = EventWriter::create(&tb_dir).map_err(io_err(&tb_dir))?;
+        Ok(MetricsLog { file, path, header: header.split(',').map(str::to_string).collect(), tb })
     }
 
     /// Writes a checkpoint of `step`, `fill` saving the weights; returns its folder.
@@ -107,22 +110,45 @@ impl RunDir {
     }
 
     /// Writes `eval.json`: the held-out evaluation of the run's final model.
+    /// Writes `eval.json`: the held-out evaluation of the run's final model; its accuracy also
+    /// goes to TensorBoard (`eval/accuracy` at the last step).
     pub fn write_eval(&self, json: &serde_json::Value) -> Result<(), TrainError> {
         let path = self.out.join("eval.json");
-        std::fs::write(&path, serde_json::to_string_pretty(json).expect("json")).map_err(io_err(&path))
+        std::fs::write(&path, serde_json::to_string_pretty(json).expect("json")).map_err(io_err(&path))?;
+        let tb_dir = self.out.join("tb");
+        let step = json["step"].as_i64().unwrap_or(0);
+        let mut tb = EventWriter::create(&tb_dir).map_err(io_err(&tb_dir))?;
+        for key in ["accuracy", "images"] {
+            if let Some(v) = json[key].as_f64() {
+                tb.scalar(&format!("eval/{key}"), step, v as f32).map_err(io_err(&tb.path))?;
+            }
+        }
+        tb.flush().map_err(io_err(&tb.path))
     }
 }
 
-/// `metrics.csv`, appended one row per step.
+/// `metrics.csv`, appended one row per step, and the same scalars as TensorBoard events in
+/// `tb/` ([`crate::train::tensorboard`]).
 pub struct MetricsLog {
     file: std::fs::File,
     path: PathBuf,
+    header: Vec<String>,
+    tb: EventWriter,
 }
 
 impl MetricsLog {
     /// Appends one row (the values, comma-separated, without a newline).
     pub fn row(&mut self, values: std::fmt::Arguments) -> Result<(), TrainError> {
-        writeln!(self.file, "{values}").map_err(io_err(&self.path))
+        let line = values.to_string();
+        writeln!(self.file, "{line}").map_err(io_err(&self.path))?;
+        let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
+        if let Some((step, scalars)) = crate::train::tensorboard::row_scalars(&header, &line) {
+            for (tag, v) in scalars {
+                self.tb.scalar(&tag, step, v).map_err(io_err(&self.tb.path))?;
+            }
+            self.tb.flush().map_err(io_err(&self.tb.path))?;
+        }
+        Ok(())
     }
 }
 
