@@ -2,6 +2,7 @@
 //! face that pans out of the frame and back, a hard cut between two clips, two faces crossing.
 //! Detecting every 4th frame and interpolating must find the same faces, frame by frame, as
 //! detecting every frame.
+#![cfg(feature = "pipeline")]
 
 mod common;
 
