@@ -134,8 +134,16 @@ impl PipelineConfig {
             crop_workers: if e.crop_workers == 0 { (cores / 2).clamp(1, 8) } else { e.crop_workers },
             queue_frames: e.queue_frames.max(1),
             detect_fakes: e.detect_fakes,
-            // Half the cores: the other half decode and crop (measured in README).
-            detector: DetectorConfig { threads: if d.threads == 0 { (cores / 2).max(1) } else { d.threads }, ..d.clone() },
+            // RetinaFace: half the cores, the other half decode and crop; MTCNN: every core, its
+            // cascade is most of the work (both measured, README).
+            detector: DetectorConfig {
+                threads: match d.threads {
+                    0 if d.name == "mtcnn" => cores,
+                    0 => (cores / 2).max(1),
+                    n => n,
+                },
+                ..d.clone()
+            },
         })
     }
 
