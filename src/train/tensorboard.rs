@@ -83,7 +83,11 @@ impl EventWriter {
         std::fs::create_dir_all(dir)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
-        let path = dir.join(format!("events.out.tfevents.{}.{host}.{}.scmpl", now.as_secs(), std::process::id()));
+        // Two writers of one process in the same second (the steps, then the evaluation) get
+        // different names.
+        static WRITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("events.out.tfevents.{}.{host}.{}.{n}.scmpl", now.as_secs(), std::process::id()));
         let file = std::fs::OpenOptions::new().create_new(true).write(true).open(&path)?;
         let mut w = EventWriter { file: std::io::BufWriter::new(file), path };
         w.record(&event(now.as_secs_f64(), 0, Some("brain.Event:2"), None))?;
@@ -221,6 +225,9 @@ mod tests {
         w.scalar("supcon/lr", 1, 1e-3).unwrap();
         w.scalar("linear/accuracy", 300, 0.875).unwrap();
         w.flush().unwrap();
+        // A second writer in the same second and process gets a file of its own.
+        let other = EventWriter::create(dir.path()).unwrap();
+        assert_ne!(other.path, w.path);
         let back = read_scalars(&w.path).unwrap();
         assert_eq!(back, vec![("supcon/loss".into(), 1, 4.25), ("supcon/lr".into(), 1, 1e-3), ("linear/accuracy".into(), 300, 0.875)]);
         // A flipped byte is caught by the CRC.
