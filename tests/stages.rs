@@ -251,7 +251,7 @@ fn split_never_leaks_and_validate_catches_a_leak_made_by_hand() {
     let folds = d.path().join("folds.csv");
     assert_eq!(run(&["manifest", "export", s(&out), "--format", "folds", "--out", s(&folds)]).status.code(), Some(0));
     let text = std::fs::read_to_string(&folds).unwrap();
-    assert!(text.starts_with("video,file,label,original,frame,fold\n"));
+    assert!(text.starts_with("video,file,label,original,frame,fold,track\n"));
     let dfb = d.path().join("dfb");
     assert_eq!(run(&["manifest", "export", s(&out), "--format", "deepfakebench", "--out", s(&dfb)]).status.code(), Some(0));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dfb.join("dataset_json/DFDC.json")).unwrap()).unwrap();

@@ -241,7 +241,8 @@ pub fn manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
             let r = scmpl::tools::export::export_deepfakebench(&file, &out, &root_prefix, &compression)?;
             eprintln!("exported {} frames (one face per frame) to {}", r.frames, out.display());
             for (n, what) in [
-                (r.extra_faces, "faces left out: a larger face of the same frame was exported"),
+                (r.extra_faces, "faces left out: one face per frame, from the video's main track (most faces), else the largest"),
+                (r.off_track, "frames took a face off their video's main track (it has none there)"),
                 (r.unlabelled, "unlabelled rows left out"),
                 (r.other_split, "rows of splits DeepfakeBench has no mode for (e.g. unlabelled) left out"),
             ] {

@@ -17,12 +17,13 @@ pub enum Format {
 
 
 /// `folds.csv` of the DFDC-winning code: `video,file,label,original,frame,fold`, with the fold
-/// of a row fixed by its original (a fake and its source share a fold).
+/// of a row fixed by its original (a fake and its source share a fold), and the face's `track`
+/// as a last column (the winning code reads columns by name, so the extra one is ignored there).
 pub fn export_folds(path: &Path, folds: u64, out: &Path) -> Result<usize, ToolError> {
     let rows: Vec<FaceRow> = manifest::read_rows(path)?;
     let csv_err = |e: csv::Error| ToolError::Io { path: out.to_path_buf(), source: e.into() };
     let mut w = csv::Writer::from_path(out).map_err(csv_err)?;
-    w.write_record(["video", "file", "label", "original", "frame", "fold"]).map_err(csv_err)?;
+    w.write_record(["video", "file", "label", "original", "frame", "fold", "track"]).map_err(csv_err)?;
     for r in &rows {
         let original = if r.original.is_empty() { &r.video_id } else { &r.original };
         let fold = stable_hash(&format!("{}/{}", r.dataset, original)) % folds.max(1);
@@ -34,6 +35,7 @@ pub fn export_folds(path: &Path, folds: u64, out: &Path) -> Result<usize, ToolEr
             original,
             &r.frame.to_string(),
             &fold.to_string(),
+            &r.track.to_string(),
         ])
         .map_err(csv_err)?;
     }
@@ -83,22 +85,42 @@ pub struct DeepfakeBenchExport {
     /// `label_dict` lines DeepfakeBench's config needs for datasets it does not know.
     pub label_dict: Vec<String>,
     pub unlabelled: usize,
-    /// Faces left out because another face of the same frame was larger.
+    /// Faces left out because the frame's face was taken from the video's main track, or
+    /// (where that track has no face in the frame, or two) another face was larger.
     pub extra_faces: usize,
+    /// Frames whose exported face is not on their video's main track (it has no face there).
+    pub off_track: usize,
     /// Rows of splits DeepfakeBench has no mode for (e.g. `unlabelled`).
     pub other_split: usize,
 }
 
 /// DeepfakeBench's layout from a faces.csv: `out/dataset_json/<Name>.json` (one file per
 /// dataset, every class with `train`, `val` and `test`, FF++ under a compression level) and
-/// `out/rgb/<Name>/frames/<video>/<frame>.<ext>` (hard links to the crops, one face per frame:
-/// the largest), whose paths in the JSON start with `./<root_prefix>/`, so DeepfakeBench, run
+/// `out/rgb/<Name>/frames/<video>/<frame>.<ext>` (hard links to the crops, one face per frame),
+/// whose paths in the JSON start with `./<root_prefix>/`, so DeepfakeBench, run
 /// from its own folder with `ln -s out/rgb <root_prefix>`, resolves them as they are.
 pub fn export_deepfakebench(path: &Path, out: &Path, root_prefix: &str, compression: &str) -> Result<DeepfakeBenchExport, ToolError> {
     let rows: Vec<FaceRow> = manifest::read_rows(path)?;
     let base = crate::manifest::paths::folder_of(path);
     let mut report = DeepfakeBenchExport::default();
-    // One face per frame: the largest.
+    // DeepfakeBench reads one face per frame and a label per video, so a video is followed along
+    // one person: its main track (most faces, then the larger total area). Frames where that
+    // track has no face fall back to the frame's largest face.
+    let area = |f: &FaceRow| (f.x2 - f.x1) * (f.y2 - f.y1);
+    let mut tracks: std::collections::HashMap<(&str, &str, u32), (usize, f32)> = Default::default();
+    for r in rows.iter().filter(|r| r.label.is_some()) {
+        let t = tracks.entry((&r.dataset, &r.video_id, r.track)).or_default();
+        t.0 += 1;
+        t.1 += area(r);
+    }
+    let mut main: std::collections::HashMap<(&str, &str), (u32, usize, f32)> = Default::default();
+    for (&(dataset, video, track), &(n, a)) in &tracks {
+        let m = main.entry((dataset, video)).or_insert((track, n, a));
+        if (n, a, std::cmp::Reverse(track)) > (m.1, m.2, std::cmp::Reverse(m.0)) {
+            *m = (track, n, a);
+        }
+    }
+    let on_main = |r: &FaceRow| main.get(&(r.dataset.as_str(), r.video_id.as_str())).is_some_and(|m| m.0 == r.track);
     let mut best: std::collections::BTreeMap<(String, String, u64), &FaceRow> = Default::default();
     for r in &rows {
         if r.label.is_none() {
@@ -106,9 +128,10 @@ pub fn export_deepfakebench(path: &Path, out: &Path, root_prefix: &str, compress
             continue;
         }
         let key = (r.dataset.clone(), r.video_id.clone(), r.frame);
-        let area = |f: &FaceRow| (f.x2 - f.x1) * (f.y2 - f.y1);
+        // Preferred: on the main track, then larger.
+        let rank = |f: &FaceRow| (on_main(f), area(f));
         match best.get(&key) {
-            Some(b) if area(b) >= area(r) => report.extra_faces += 1,
+            Some(b) if rank(b) >= rank(r) => report.extra_faces += 1,
             Some(_) => {
                 report.extra_faces += 1;
                 best.insert(key, r);
@@ -118,6 +141,7 @@ pub fn export_deepfakebench(path: &Path, out: &Path, root_prefix: &str, compress
             }
         }
     }
+    report.off_track = best.values().filter(|r| !on_main(r)).count();
     let prefix = root_prefix.trim_matches('/');
     let mut datasets: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
     for ((dataset, video, frame), r) in &best {
@@ -167,4 +191,54 @@ pub fn export_deepfakebench(path: &Path, out: &Path, root_prefix: &str, compress
     }
     report.label_dict.sort();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-person video: track 1 has the larger face on two frames but track 0 is on all four,
+    /// so every frame exports track 0's face; a second video whose frame 1 has only track 5
+    /// falls back to it.
+    #[test]
+    fn deepfakebench_follows_each_video_s_main_track() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "path,video_id,original,dataset,part,label,frame,face,track,x1,y1,x2,y2,score,split,align";
+        let mut lines = vec![header.to_string()];
+        let mut row = |video: &str, frame: u64, face: u32, track: u32, side: f32| {
+            let path = format!("crops/{video}_{frame}_{face}.png");
+            std::fs::create_dir_all(dir.path().join("crops")).unwrap();
+            std::fs::write(dir.path().join(&path), b"png").unwrap();
+            lines.push(format!("{path},{video},,fixture,,1,{frame},{face},{track},0,0,{side},{side},0.99,train,"));
+        };
+        for frame in 0..4 {
+            row("two", frame, 0, 0, 50.0);
+            if frame < 2 {
+                row("two", frame, 1, 1, 80.0);
+            }
+        }
+        row("gap", 0, 0, 3, 60.0);
+        row("gap", 1, 0, 5, 40.0);
+        row("gap", 2, 0, 3, 60.0);
+        let manifest = dir.path().join("faces.csv");
+        std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+
+        let out = dir.path().join("dfb");
+        let r = export_deepfakebench(&manifest, &out, "datasets/scmpl", "c23").unwrap();
+        assert_eq!((r.frames, r.extra_faces, r.off_track), (7, 2, 1));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("dataset_json/scmpl-fixture.json")).unwrap()).unwrap();
+        let frames = json["scmpl-fixture"]["scmpl-fixture_Fake"]["train"]["two"]["frames"].as_array().unwrap();
+        assert_eq!(frames.len(), 4);
+        // The linked crop of frame 0 is track 0's face (face 0), not the larger face 1.
+        let linked = out.join("rgb/scmpl-fixture/frames/two/0.png");
+        let face0 = dir.path().join("crops/two_0_0.png");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&linked).unwrap().ino(), std::fs::metadata(&face0).unwrap().ino());
+
+        let folds = dir.path().join("folds.csv");
+        export_folds(&manifest, 5, &folds).unwrap();
+        let text = std::fs::read_to_string(&folds).unwrap();
+        assert!(text.starts_with("video,file,label,original,frame,fold,track\n"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("two,two_1_1.png,1,two,1,") && l.ends_with(",1")), "{text}");
+    }
 }
