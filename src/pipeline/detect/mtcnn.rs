@@ -64,16 +64,16 @@ impl Integral {
         let stride = (w + 1) * 3;
         let mut sums = vec![0u32; (h + 1) * stride];
         for y in 0..h {
+            let (above, here) = sums[y * stride..(y + 2) * stride].split_at_mut(stride);
             let mut row = [0u32; 3];
-            for x in 0..w {
-                let px = &img.data[(y * w + x) * 3..(y * w + x) * 3 + 3];
+            for (x, px) in img.data[y * w * 3..(y + 1) * w * 3].chunks_exact(3).enumerate() {
                 // BGR in, RGB out.
-                for (c, r) in row.iter_mut().enumerate() {
-                    *r += px[2 - c] as u32;
-                }
-                let o = (y + 1) * stride + (x + 1) * 3;
+                row[0] += px[2] as u32;
+                row[1] += px[1] as u32;
+                row[2] += px[0] as u32;
+                let o = (x + 1) * 3;
                 for c in 0..3 {
-                    sums[o + c] = sums[o - stride + c] + row[c];
+                    here[o + c] = above[o + c] + row[c];
                 }
             }
         }
@@ -81,6 +81,7 @@ impl Integral {
     }
 
     /// Sum of channel `c` over rows y0..y1, columns x0..x1.
+    #[cfg(test)]
     fn window(&self, x0: usize, y0: usize, x1: usize, y1: usize, c: usize) -> u32 {
         let at = |x: usize, y: usize| self.sums[(y * (self.width + 1) + x) * 3 + c];
         at(x1, y1).wrapping_sub(at(x0, y1)).wrapping_sub(at(x1, y0)).wrapping_add(at(x0, y0))
@@ -94,15 +95,29 @@ impl Integral {
 #[allow(clippy::too_many_arguments)]
 fn area_resize(img: &Integral, cx: usize, cy: usize, cw: usize, ch: usize, ow: usize, oh: usize, out: &mut Vec<f32>) {
     let span = |i: usize, inn: usize, o: usize| (i * inn / o, ((i + 1) * inn).div_ceil(o));
-    let rows: Vec<(usize, usize)> = (0..oh).map(|i| span(i, ch, oh)).collect();
-    out.reserve(ow * oh * 3);
-    for ox in 0..ow {
+    let stride = (img.width + 1) * 3;
+    // Offsets of each output row's top and bottom rows in the table, and its height.
+    let rows: Vec<(usize, usize, usize)> = (0..oh)
+        .map(|i| {
+            let (y0, y1) = span(i, ch, oh);
+            ((cy + y0) * stride, (cy + y1) * stride, y1 - y0)
+        })
+        .collect();
+    let start = out.len();
+    out.resize(start + ow * oh * 3, 0.0);
+    let out = &mut out[start..];
+    let sums = &img.sums[..];
+    for (ox, column) in out.chunks_exact_mut(oh * 3).enumerate() {
         let (x0, x1) = span(ox, cw, ow);
-        for &(y0, y1) in &rows {
-            let n = ((y1 - y0) * (x1 - x0)) as f32;
+        let (a0, a1) = ((cx + x0) * 3, (cx + x1) * 3);
+        for (&(r0, r1, h), px) in rows.iter().zip(column.chunks_exact_mut(3)) {
+            // The same float operations as before: sum / count, then normalised.
+            let n = (h * (x1 - x0)) as f32;
+            let (top, bottom) = (&sums[r0 + a0..r0 + a1 + 3], &sums[r1 + a0..r1 + a1 + 3]);
+            let right = a1 - a0;
             for c in 0..3 {
-                let sum = img.window(cx + x0, cy + y0, cx + x1, cy + y1, c) as f32;
-                out.push((sum / n - 127.5) * 0.0078125);
+                let sum = bottom[right + c].wrapping_sub(bottom[c]).wrapping_sub(top[right + c]).wrapping_add(top[c]);
+                px[c] = (sum as f32 / n - 127.5) * 0.0078125;
             }
         }
     }
