@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         }
     };
     cli::init_logging(args.verbose);
+    #[cfg(all(feature = "cuda", feature = "train"))]
+    scmpl::train::accel::load_cuda_library();
     match cli::run(args) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) if cli::output::is_closed(&e) => ExitCode::from(exit::OK as u8),

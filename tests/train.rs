@@ -76,6 +76,7 @@ fn an_interrupted_and_resumed_run_gives_the_same_losses() {
     }
     assert!(events.iter().any(|(tag, s, _)| tag == "eval/accuracy" && *s == 6), "{events:?}");
     assert!(events.iter().any(|(tag, ..)| tag.ends_with("/images_per_s")));
+    assert!(events.iter().any(|(tag, s, v)| tag == "lr" && *s == 1 && (*v - 1e-3).abs() < 1e-9), "learning rate: {events:?}");
     // Resuming with another recipe is refused.
     let o = common::scmpl().args(args(&resumed, &["--resume", "--image-size", "32"])).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -492,4 +493,32 @@ fn imported_weights_make_a_run_that_scores_like_their_source() {
     let o = import(&dir.path().join("wrong"), "resnet34");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("made for another architecture") && stderr(&o).contains("missing encoder.layer1.2"), "{}", stderr(&o));
+}
+
+/// bf16 autocast (`--amp bf16`), exercised on the CPU as a GPU run would use it: the teacher
+/// trains with finite losses close to fp32's (the encoder runs in bf16, heads and losses in
+/// fp32), it stops and resumes, and the recipe records it.
+#[test]
+fn a_bf16_autocast_run_trains_close_to_fp32() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let teacher = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        a.extend(["--backbone", "resnet18", "--steps", "2", "--batch", "8", "--lr", "1e-3", "--no-progress"]);
+        a.extend(extra);
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    let (fp32, bf16) = (dir.path().join("fp32"), dir.path().join("bf16"));
+    teacher(&fp32, &[]);
+    teacher(&bf16, &["--amp", "bf16", "--stop-after", "1"]);
+    teacher(&bf16, &["--amp", "bf16", "--resume"]);
+    let (a, b) = (losses(&fp32), losses(&bf16));
+    assert_eq!(a.len(), b.len());
+    let first = |l: &[(u64, String)]| l[0].1.parse::<f64>().unwrap();
+    assert!(b.iter().all(|(_, l)| l.parse::<f64>().unwrap().is_finite()), "{b:?}");
+    assert!((first(&a) - first(&b)).abs() < 0.05 * first(&a).abs(), "first loss fp32 {a:?} vs bf16 {b:?}");
+    assert_ne!(a, b, "bf16 rounds differently from fp32");
+    let recipe = std::fs::read_to_string(bf16.join("recipe.toml")).unwrap();
+    assert!(recipe.contains("amp = \"bf16\""), "{recipe}");
 }

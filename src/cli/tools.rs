@@ -283,6 +283,13 @@ pub fn doctor() -> anyhow::Result<i32> {
     #[cfg(not(feature = "pipeline"))]
     {
         output::line(format_args!("scmpl {} (train-only build: no FFmpeg, OpenCV or ONNX Runtime)", env!("CARGO_PKG_VERSION")))?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        output::line(format_args!("devices      cpu ({cores} cores)"))?;
+        #[cfg(feature = "train")]
+        {
+            let cudnn = if tch::Cuda::cudnn_is_available() { "cuDNN available" } else { "no cuDNN" };
+            output::line(format_args!("             cuda: {} device(s) for training (libtorch), {cudnn}", tch::Cuda::device_count()))?;
+        }
         Ok(exit::OK)
     }
 }

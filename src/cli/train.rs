@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::output;
 use scmpl::exit;
 use scmpl::shard::ShardSpec;
+use scmpl::train::accel::Amp;
 use scmpl::train::eval::GroupBy;
 use scmpl::train::model::Backbone;
 use scmpl::train::recipe::{Preset, Recipe, TrainSettings};
@@ -73,6 +74,31 @@ pub enum TrainCommand {
         /// Loader worker threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Time the loader reading from this decoded-crop cache folder (built first if needed).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Autocast of the encoder: none or bf16.
+        #[arg(long, value_enum, default_value = "none")]
+        amp: Amp,
+        /// Full fp32 on CUDA (TF32 is on by default, as in training).
+        #[arg(long)]
+        no_tf32: bool,
+    },
+    /// Build (or update) the decoded-crop cache of a manifest ahead of training (data.cache).
+    ///
+    /// Example: scmpl train cache --manifest out/faces.csv --cache out/crop-cache
+    Cache {
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Cache folder (the same as the runs' --cache).
+        #[arg(long)]
+        cache: PathBuf,
+        /// Decoding threads.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
     },
     /// Build the small real-face training fixture (LFW faces and their face-swap-like manipulations).
     ///
@@ -126,6 +152,12 @@ pub struct TrainArgs {
     /// Input scaling and reference quirks (run.preset).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
+    /// Autocast of the encoder's forward pass (run.amp): none or bf16.
+    #[arg(long, value_enum)]
+    amp: Option<Amp>,
+    /// Full fp32 matmuls and convolutions on CUDA (run.tf32 = false; TF32 is on by default).
+    #[arg(long)]
+    no_tf32: bool,
     /// Steps of each SupCon and linear stage (teacher.* and finetune.*).
     #[arg(long)]
     steps: Option<usize>,
@@ -142,6 +174,9 @@ pub struct TrainArgs {
     /// (data.per_track; 0 = every face).
     #[arg(long)]
     per_track: Option<usize>,
+    /// Decoded-crop cache folder, built or updated at the start (data.cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
     /// Stop after this many steps, checkpointed (run.stop_after).
     #[arg(long)]
     stop_after: Option<usize>,
@@ -164,6 +199,8 @@ impl TrainArgs {
         if let Some(v) = &self.init { r.model.init = v.clone(); }
         if let Some(v) = &self.device { r.run.device = v.clone(); }
         if let Some(v) = self.preset { r.run.preset = v.as_str().into(); }
+        if let Some(v) = self.amp { r.run.amp = v.as_str().into(); }
+        if self.no_tf32 { r.run.tf32 = false; }
         if let Some(v) = self.steps {
             (r.teacher.supcon_steps, r.teacher.linear_steps, r.finetune.supcon_steps, r.finetune.linear_steps) = (v, v, v, v);
         }
@@ -172,6 +209,7 @@ impl TrainArgs {
         }
         if let Some(v) = self.image_size { r.data.image_size = v; }
         if let Some(v) = self.per_track { r.data.per_track = v; }
+        if let Some(v) = &self.cache { r.data.cache = v.clone(); }
         if let Some(v) = self.lr { r.teacher.lr = v; r.mpl.lr = v; }
         if let Some(v) = self.stop_after { r.run.stop_after = v; }
         if let Some(spec) = self.run_index {
@@ -191,8 +229,10 @@ impl TrainArgs {
 /// `scmpl train ...`.
 pub fn train(cmd: TrainCommand) -> anyhow::Result<i32> {
     let report = match cmd {
-        TrainCommand::Bench { backbone, batch, size, steps, manifest, workers } => {
-            let (step, parts) = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, tch::Device::Cpu);
+        TrainCommand::Bench { backbone, batch, size, steps, manifest, workers, cache, device, amp, no_tf32 } => {
+            let device = scmpl::train::recipe::torch_device(device.parse()?)?;
+            scmpl::train::accel::configure(device, !no_tf32, amp);
+            let (step, parts) = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, device);
             output::line(format_args!("supcon_step_images_per_s {step:.1}"))?;
             let ms = |s: f64| s * 1000.0 / steps.max(1) as f64;
             output::line(format_args!(
@@ -203,10 +243,22 @@ pub fn train(cmd: TrainCommand) -> anyhow::Result<i32> {
                 ms(parts.optimizer)
             ))?;
             if let Some(m) = manifest {
-                let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, steps.max(4))?;
+                let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, steps.max(4), cache.as_deref())?;
                 output::line(format_args!("loader_images_per_s {ips:.1}"))?;
             }
             return Ok(exit::OK);
+        }
+        TrainCommand::Cache { manifest, cache, workers } => {
+            let r = scmpl::train::data::cache::build_for_manifest(&cache, &manifest, workers)?;
+            output::line(format_args!(
+                "crop cache {}: {} crops reused, {} decoded, {} unreadable, {} MB",
+                cache.display(),
+                r.reused,
+                r.decoded,
+                r.unreadable,
+                r.bytes >> 20
+            ))?;
+            return Ok(if r.unreadable > 0 { exit::SOME_FAILED } else { exit::OK });
         }
         TrainCommand::Fixture { lfw, extra, out, size, seed } => {
             let path = scmpl::train::data::fixture::build(&lfw, extra.as_deref(), &out, size, seed)?;

@@ -30,19 +30,26 @@ pub fn supcon_step(backbone: Backbone, batch: i64, size: i64, warmup: usize, ste
     let y = Tensor::from_slice(&(0..batch).map(|i| i % 2).collect::<Vec<i64>>()).to_device(device);
     let x = Tensor::rand([2 * batch, 3, size, size], (Kind::Float, device));
     let mut parts = StepParts::default();
+    // On a GPU the parts are timed to their kernels' end, not their launch.
+    let now = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        Instant::now()
+    };
     let mut run = |parts: &mut StepParts| {
-        let t0 = Instant::now();
+        let t0 = now();
         let z = net.project(&net.features(&x, true));
-        let t1 = Instant::now();
+        let t1 = now();
         let f = Tensor::stack(&[z.narrow(0, 0, batch), z.narrow(0, batch, batch)], 1);
         let l = loss::supcon(&f, &y, 0.1, 0.07).expect("shapes are right");
-        let t2 = Instant::now();
+        let t2 = now();
         opt.zero_grad();
         l.backward();
-        let t3 = Instant::now();
+        let t3 = now();
         opt.step();
         let _ = l.double_value(&[]);
-        let t4 = Instant::now();
+        let t4 = now();
         parts.forward += (t1 - t0).as_secs_f64();
         parts.loss += (t2 - t1).as_secs_f64();
         parts.backward += (t3 - t2).as_secs_f64();
@@ -59,9 +66,23 @@ pub fn supcon_step(backbone: Backbone, batch: i64, size: i64, warmup: usize, ste
     ((2 * batch) as f64 * steps as f64 / total, parts)
 }
 
-/// Images per second the loader delivers (two augmented views each) from `manifest`'s `split`.
-pub fn loader(manifest: &std::path::Path, split: &str, batch: usize, size: usize, workers: usize, batches: usize) -> Result<f64, data::DataError> {
-    let samples = Arc::new(data::load_samples(manifest, split, &[])?);
+/// Images per second the loader delivers (two augmented views each) from `manifest`'s `split`,
+/// decoding the crops or, with `cache`, reading them from the decoded-crop cache there (built
+/// first, untimed, if needed).
+pub fn loader(
+    manifest: &std::path::Path,
+    split: &str,
+    batch: usize,
+    size: usize,
+    workers: usize,
+    batches: usize,
+    cache: Option<&std::path::Path>,
+) -> Result<f64, data::DataError> {
+    let mut samples = data::load_samples(manifest, split, &[])?;
+    if let Some(dir) = cache {
+        data::cache::attach(dir, manifest, &mut samples, workers)?;
+    }
+    let samples = Arc::new(samples);
     let spec = LoaderSpec {
         plan: Plan { seed: 1, batch: batch.min(samples.len()), samples: samples.len(), shuffle: true, per_track: 0 },
         views: 2,

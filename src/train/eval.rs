@@ -112,7 +112,7 @@ pub fn run(run: &Path, manifest_path: &Path, by: Option<GroupBy>, paper: bool, d
         return Err(TrainError::NothingToEvaluate(manifest_path.to_path_buf()));
     }
     let samples: Arc<Vec<Sample>> = Arc::new(
-        rows.iter().map(|r| Sample { path: base.join(&r.path), label: r.label.unwrap_or(0) as i64, video_id: r.video_id.clone(), track: r.track }).collect(),
+        rows.iter().map(|r| Sample { path: base.join(&r.path), label: r.label.unwrap_or(0) as i64, video_id: r.video_id.clone(), track: r.track, cached: None }).collect(),
     );
     let probs = det.probabilities(&samples)?;
     let domain_of = |r: &FaceRow| GroupBy::domain_of(by, r);

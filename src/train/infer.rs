@@ -91,7 +91,7 @@ impl Classifier {
         let rows: Vec<FaceRow> = manifest::read_rows(faces)?;
         let base = paths::folder_of(faces);
         let samples =
-            Arc::new(rows.iter().map(|r| Sample { path: base.join(&r.path), label: 0, video_id: r.video_id.clone(), track: r.track }).collect::<Vec<_>>());
+            Arc::new(rows.iter().map(|r| Sample { path: base.join(&r.path), label: 0, video_id: r.video_id.clone(), track: r.track, cached: None }).collect::<Vec<_>>());
         let p = self.probabilities(&samples)?;
         Ok(rows.iter().zip(p).filter_map(|(r, p)| Some((r.path.clone(), p?))).collect())
     }

@@ -9,6 +9,7 @@
 //! - [`infer`] (a trained run as a classifier), [`eval`], [`export`], [`import`] (weights
 //!   trained elsewhere, e.g. the authors' released models, as a run), [`bench`].
 
+pub mod accel;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
@@ -40,6 +41,8 @@ pub enum TrainError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Cache(#[from] data::cache::CacheError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]

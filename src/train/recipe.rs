@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::accel::Amp;
 use super::model::Backbone;
 use crate::config::{merge, read_toml, ConfigError};
 use crate::device::{Device, DeviceError};
@@ -29,6 +30,9 @@ pub struct DataSection {
     /// epoch (0 = every face).
     #[serde(default)]
     pub per_track: usize,
+    /// Folder of the decoded-crop cache (`train::data::cache`); empty: decode every epoch.
+    #[serde(default)]
+    pub cache: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,6 +85,21 @@ pub struct RunSection {
     pub checkpoint_every: usize,
     pub log_every: usize,
     pub stop_after: usize,
+    /// TF32 for CUDA matmuls and convolutions (see `train::accel`); recipes written before
+    /// it read as true.
+    #[serde(default = "default_tf32")]
+    pub tf32: bool,
+    /// Autocast of the encoder: none or bf16.
+    #[serde(default = "default_amp")]
+    pub amp: String,
+}
+
+fn default_tf32() -> bool {
+    true
+}
+
+fn default_amp() -> String {
+    "none".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -128,20 +147,24 @@ impl Recipe {
             other => return Err(value("run.preset", other, "expected default or paper".into())),
         };
         let device = self.run.device.parse::<Device>().map_err(|e| value("run.device", &self.run.device, e.to_string()))?;
+        let amp = Amp::parse(&self.run.amp).ok_or_else(|| value("run.amp", &self.run.amp, "expected none or bf16".into()))?;
         let d = &self.data;
         let unlabelled_manifest = if d.unlabelled_manifest.as_os_str().is_empty() { d.manifest.clone() } else { d.unlabelled_manifest.clone() };
-        Ok(TrainSettings { recipe: self.clone(), backbone, preset, device, unlabelled_manifest })
+        Ok(TrainSettings { recipe: self.clone(), backbone, preset, device, amp, unlabelled_manifest })
     }
 
-    /// What must not change between a run and its resumption (not the device, the worker
-    /// count or where to stop).
+    /// What must not change between a run and its resumption (not the device or its
+    /// precision settings, the worker count or where to stop).
     pub fn fingerprint(&self) -> String {
         let mut r = self.clone();
         r.run.stop_after = 0;
         r.run.device.clear();
+        r.run.tf32 = true;
+        r.run.amp.clear();
         r.run.log_every = 0;
         r.data.workers = 0;
         r.data.prefetch = 0;
+        r.data.cache = PathBuf::new();
         r.to_toml()
     }
 }
@@ -164,6 +187,7 @@ pub struct TrainSettings {
     pub backbone: Backbone,
     pub preset: Preset,
     pub device: Device,
+    pub amp: Amp,
     /// Where MPL's unlabelled stream comes from (`data.unlabelled_manifest`, else `data.manifest`).
     pub unlabelled_manifest: PathBuf,
 }
@@ -183,9 +207,12 @@ impl TrainSettings {
         w
     }
 
-    /// The libtorch device; CUDA asked for and absent is an error, never a CPU run.
+    /// The libtorch device, with the run's precision settings applied (TF32, cuDNN benchmark,
+    /// autocast: `train::accel`); CUDA asked for and absent is an error, never a CPU run.
     pub fn torch_device(&self) -> Result<tch::Device, DeviceError> {
-        torch_device(self.device)
+        let device = torch_device(self.device)?;
+        super::accel::configure(device, self.recipe.run.tf32, self.amp);
+        Ok(device)
     }
 }
 
@@ -199,7 +226,7 @@ pub fn torch_device(d: Device) -> Result<tch::Device, DeviceError> {
             } else {
                 Err(DeviceError::CudaUnavailable {
                     what: format!("--device cuda:{n}"),
-                    reason: format!("libtorch sees {} CUDA device(s)", tch::Cuda::device_count()),
+                    reason: format!("libtorch sees {} CUDA device(s){}", tch::Cuda::device_count(), super::accel::cuda_library_note()),
                 })
             }
         }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver};
 
 pub mod augment;
+pub mod cache;
 pub mod fixture;
 
 use augment::{eval_view, train_view, RgbF32, SampleRng};
@@ -21,6 +22,8 @@ use crate::manifest::{self, FaceRow};
 pub enum DataError {
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
     #[error("{manifest}: no labelled rows with split '{split}'{}", if .datasets.is_empty() { String::new() } else { format!(" in datasets {:?}", .datasets) })]
     Empty { manifest: PathBuf, split: String, datasets: Vec<String> },
 }
@@ -33,6 +36,19 @@ pub struct Sample {
     pub video_id: String,
     /// The face's track in its video.
     pub track: u32,
+    /// Its decoded pixels in the crop cache, when one is attached ([`cache::attach`]).
+    pub cached: Option<cache::Cached>,
+}
+
+impl Sample {
+    /// The image: from the crop cache when it is there, else decoded from its file (None when
+    /// missing or broken).
+    pub fn image(&self) -> Option<RgbF32> {
+        match &self.cached {
+            Some(c) => Some(c.image()),
+            None => read_image(&self.path),
+        }
+    }
 }
 
 /// Rows of `manifest` in `split` (and in `datasets`, when not empty) that carry a label.
@@ -57,7 +73,7 @@ fn select(
     let samples: Vec<Sample> = rows
         .into_iter()
         .filter(|r| r.split == split && (datasets.is_empty() || datasets.contains(&r.dataset)))
-        .filter_map(|r| Some(Sample { path: base.join(&r.path), label: label(&r)?, video_id: r.video_id, track: r.track }))
+        .filter_map(|r| Some(Sample { path: base.join(&r.path), label: label(&r)?, video_id: r.video_id, track: r.track, cached: None }))
         .collect();
     if samples.is_empty() {
         return Err(DataError::Empty { manifest: manifest.into(), split: split.into(), datasets: datasets.to_vec() });
@@ -188,7 +204,7 @@ fn make_batch(samples: &[Sample], spec: &LoaderSpec, step: usize, members: Optio
     let mut skipped = Vec::new();
     for &i in &indices {
         let sample = &samples[i];
-        let Some(img) = read_image(&sample.path) else {
+        let Some(img) = sample.image() else {
             skipped.push(sample.path.clone());
             continue;
         };
@@ -277,7 +293,7 @@ mod tests {
             .map(|i| {
                 let p = dir.join(format!("{i}.png"));
                 write_png(&p, (i * 20) as u8);
-                Sample { path: p, label: (i % 2) as i64, video_id: format!("v{i}"), track: 0 }
+                Sample { path: p, label: (i % 2) as i64, video_id: format!("v{i}"), track: 0, cached: None }
             })
             .collect()
     }
@@ -312,7 +328,7 @@ mod tests {
 
     #[test]
     fn per_track_epochs_draw_at_most_k_faces_of_each_track_anew_each_epoch() {
-        let s = |video: &str, track: u32| Sample { path: PathBuf::new(), label: 0, video_id: video.into(), track };
+        let s = |video: &str, track: u32| Sample { path: PathBuf::new(), label: 0, video_id: video.into(), track, cached: None };
         // A long track (10 faces), a short one (2), another video's track 0 (3).
         let mut samples: Vec<Sample> = (0..10).map(|_| s("a", 0)).collect();
         samples.extend([s("a", 1), s("a", 1), s("b", 0), s("b", 0), s("b", 0)]);
@@ -346,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut samples = fixture(dir.path(), 3);
         std::fs::write(&samples[1].path, b"not a png").unwrap();
-        samples.push(Sample { path: dir.path().join("missing.png"), label: 0, video_id: "x".into(), track: 0 });
+        samples.push(Sample { path: dir.path().join("missing.png"), label: 0, video_id: "x".into(), track: 0, cached: None });
         let spec = LoaderSpec {
             plan: Plan { seed: 0, batch: 4, samples: 4, shuffle: false, per_track: 0 },
             views: 1,

@@ -99,9 +99,10 @@ impl SupConNet {
         }
     }
 
-    /// Pooled encoder features [B, F].
+    /// Pooled encoder features [B, F], fp32 (under the run's autocast, `train::accel`, the
+    /// encoder itself runs in bf16).
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
-        self.encoder.forward_t(x, train)
+        crate::train::accel::autocast(x.device(), || self.encoder.forward_t(x, train)).to_kind(tch::Kind::Float)
     }
 
     /// Unit-norm projections [B, dim].

@@ -88,11 +88,11 @@ pub fn run(kind: Baseline, settings: &TrainSettings, resume: bool, progress: boo
     let recipe = &settings.recipe;
     let device = settings.torch_device()?;
     let dir = RunDir::open(settings, false)?;
-    let labelled = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?);
+    let labelled = super::cached(settings, &recipe.data.manifest, data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?)?;
     let eval = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.eval_split, &recipe.data.datasets)?);
     let steps = recipe.teacher.supcon_steps + recipe.teacher.linear_steps;
     tch::manual_seed(recipe.run.seed as i64);
-    let mut metrics = dir.metrics("step,loss,accuracy")?;
+    let mut metrics = dir.metrics("step,loss,accuracy")?.learning_rate(if kind == Baseline::Mpl { recipe.mpl.lr } else { recipe.teacher.lr });
     let bar = progress_bar(steps, 0, progress);
     let mut work = Work { settings, dir: &dir, labelled, steps, metrics: &mut metrics, bar: &bar };
     let net = if kind == Baseline::Ce { work.ce()? } else { work.mpl()? };
@@ -138,7 +138,7 @@ impl Work<'_> {
         let (settings, dir, steps, labelled) = (self.settings, self.dir, self.steps, self.labelled.clone());
         let recipe = &settings.recipe;
         let (device, preset) = (settings.torch_device()?, settings.preset);
-        let unlabelled = Arc::new(data::load_unlabelled(&settings.unlabelled_manifest, &recipe.data.unlabelled_split, &recipe.data.datasets)?);
+        let unlabelled = super::cached(settings, &settings.unlabelled_manifest, data::load_unlabelled(&settings.unlabelled_manifest, &recipe.data.unlabelled_split, &recipe.data.datasets)?)?;
         let feat_dim = recipe.model.feat_dim;
         let mut t = Net::new(settings.backbone, feat_dim, recipe.mpl.lr, device);
         let mut s = Net::new(settings.backbone, feat_dim, recipe.mpl.lr, device);

@@ -100,7 +100,7 @@ impl RunDir {
         let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
         let tb_dir = self.out.join("tb");
         let tb = EventWriter::create(&tb_dir).map_err(io_err(&tb_dir))?;
-        Ok(MetricsLog { file, path, header: header.split(',').map(str::to_string).collect(), tb })
+        Ok(MetricsLog { file, path, header: header.split(',').map(str::to_string).collect(), tb, lr: None })
     }
 
     /// Writes a checkpoint of `step`, `fill` saving the weights; returns its folder.
@@ -134,22 +134,51 @@ pub struct MetricsLog {
     path: PathBuf,
     header: Vec<String>,
     tb: EventWriter,
+    /// The optimizers' learning rate, logged to TensorBoard as `lr` at every row's step (the
+    /// recipes have no schedule, so it is one number per run).
+    lr: Option<f32>,
 }
 
 impl MetricsLog {
+    /// Also logs `lr` to TensorBoard with every row.
+    pub fn learning_rate(mut self, lr: f64) -> Self {
+        self.lr = Some(lr as f32);
+        self
+    }
+
     /// Appends one row (the values, comma-separated, without a newline).
     pub fn row(&mut self, values: std::fmt::Arguments) -> Result<(), TrainError> {
         let line = values.to_string();
         writeln!(self.file, "{line}").map_err(io_err(&self.path))?;
         let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
         if let Some((step, scalars)) = crate::train::tensorboard::row_scalars(&header, &line) {
-            for (tag, v) in scalars {
+            for (tag, v) in scalars.into_iter().chain(self.lr.map(|lr| ("lr".to_string(), lr))) {
                 self.tb.scalar(&tag, step, v).map_err(io_err(&self.tb.path))?;
             }
             self.tb.flush().map_err(io_err(&self.tb.path))?;
         }
         Ok(())
     }
+}
+
+/// Points `samples` (rows of `manifest`) at the decoded-crop cache when the recipe has one
+/// (`data.cache`), building or updating it first; returns them shared.
+pub fn cached(settings: &TrainSettings, manifest: &Path, mut samples: Vec<crate::train::data::Sample>) -> Result<Arc<Vec<crate::train::data::Sample>>, TrainError> {
+    let dir = &settings.recipe.data.cache;
+    if !dir.as_os_str().is_empty() {
+        let t = std::time::Instant::now();
+        let r = crate::train::data::cache::attach(dir, manifest, &mut samples, settings.recipe.data.workers.max(1))?;
+        tracing::info!(
+            "crop cache {}: {} crops reused, {} decoded, {} unreadable, {} MB ({:.1} s)",
+            dir.display(),
+            r.reused,
+            r.decoded,
+            r.unreadable,
+            r.bytes >> 20,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Arc::new(samples))
 }
 
 /// The step a run stops at: `total`, or earlier with `run.stop_after`.
@@ -204,7 +233,14 @@ pub fn progress_bar(total: usize, start: usize, show: bool) -> indicatif::Progre
 pub fn to_input(batch: &Batch, device: Device, preset: Preset) -> Tensor {
     let n = (batch.views * batch.n) as i64;
     let s = batch.size as i64;
-    let x = Tensor::from_slice(&batch.pixels).view([n, s, s, 3]).permute([0, 3, 1, 2]).contiguous().to_device(device);
+    let host = Tensor::from_slice(&batch.pixels).view([n, s, s, 3]);
+    // To a GPU from pinned memory without waiting (the copy overlaps the step's queue), and
+    // laid out as NCHW there.
+    let x = if device.is_cuda() {
+        host.pin_memory(device).to_device_(device, tch::Kind::Float, true, false).permute([0, 3, 1, 2]).contiguous()
+    } else {
+        host.permute([0, 3, 1, 2]).contiguous()
+    };
     match preset {
         Preset::Paper => x / 255.0,
         Preset::Default => {

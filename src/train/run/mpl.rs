@@ -203,9 +203,9 @@ pub fn run(settings: &TrainSettings, resume: bool, progress: bool) -> Result<Run
     let recipe = &settings.recipe;
     let (preset, device) = (settings.preset, settings.torch_device()?);
     let mp = &recipe.mpl;
-    let labelled = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?);
+    let labelled = super::cached(settings, &recipe.data.manifest, data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?)?;
     let eval = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.eval_split, &recipe.data.datasets)?);
-    let unlabelled = Arc::new(data::load_unlabelled(&settings.unlabelled_manifest, &recipe.data.unlabelled_split, &recipe.data.datasets)?);
+    let unlabelled = super::cached(settings, &settings.unlabelled_manifest, data::load_unlabelled(&settings.unlabelled_manifest, &recipe.data.unlabelled_split, &recipe.data.datasets)?)?;
     let dir = RunDir::open(settings, resume)?;
 
     tch::manual_seed(recipe.run.seed as i64);
@@ -230,7 +230,7 @@ pub fn run(settings: &TrainSettings, resume: bool, progress: bool) -> Result<Run
         }
     }
     let start = dir.start();
-    let mut metrics = dir.metrics(METRICS_HEADER)?;
+    let mut metrics = dir.metrics(METRICS_HEADER)?.learning_rate(mp.lr);
     let stop = stop_step(settings, start, mp.steps);
     let lab = Loader::new(labelled.clone(), train_spec(settings, &labelled, mp.labelled_batch, 2, recipe.run.seed), start, stop);
     // The unlabelled stream restarts (a new epoch) whenever it is exhausted: Plan does that.

@@ -111,7 +111,7 @@ pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progr
     let t = plan;
     let total = t.supcon_steps + t.linear_steps;
 
-    let train = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?);
+    let train = super::cached(settings, &recipe.data.manifest, data::load_samples(&recipe.data.manifest, &recipe.data.train_split, &recipe.data.datasets)?)?;
     let eval = Arc::new(data::load_samples(&recipe.data.manifest, &recipe.data.eval_split, &recipe.data.datasets)?);
 
     let dir = RunDir::open(settings, resume)?;
@@ -127,7 +127,7 @@ pub fn run_plan(settings: &TrainSettings, plan: &SupconPlan, resume: bool, progr
         m.opt_cls.load(&ck.dir.join(format!("adam_{}", t.cls_file)))?;
     }
     let start = dir.start();
-    let mut metrics = dir.metrics(METRICS_HEADER)?;
+    let mut metrics = dir.metrics(METRICS_HEADER)?.learning_rate(t.lr);
     let stop = stop_step(settings, start, total);
     let spec = |batch: usize, views: usize| train_spec(settings, &train, batch, views, recipe.run.seed);
     let bar = progress_bar(total, start, progress);
