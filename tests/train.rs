@@ -522,3 +522,29 @@ fn a_bf16_autocast_run_trains_close_to_fp32() {
     let recipe = std::fs::read_to_string(bf16.join("recipe.toml")).unwrap();
     assert!(recipe.contains("amp = \"bf16\""), "{recipe}");
 }
+
+/// The decoded-crop cache changes nothing but speed: a teacher trained with `--cache` logs the
+/// same losses as one decoding every PNG, and `scmpl train cache` built ahead is reused as is.
+#[test]
+fn a_run_with_the_crop_cache_logs_the_same_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixture(dir.path());
+    let cache = dir.path().join("crop-cache");
+    let o = run(&["train", "cache", "--manifest", manifest.to_str().unwrap(), "--cache", cache.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(said.contains("0 crops reused") && said.contains("0 unreadable"), "{said}");
+    let teacher = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["train", "teacher", "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        a.extend(["--backbone", "resnet18", "--steps", "2", "--batch", "8", "--lr", "1e-3", "--no-progress", "-v"]);
+        a.extend(extra);
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let (plain, cached) = (dir.path().join("plain"), dir.path().join("cached"));
+    teacher(&plain, &[]);
+    let log = teacher(&cached, &["--cache", cache.to_str().unwrap()]);
+    assert!(log.contains("0 decoded"), "the cache built ahead serves the run: {log}");
+    assert_eq!(losses(&plain), losses(&cached));
+}

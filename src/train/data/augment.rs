@@ -70,27 +70,37 @@ pub fn resized_crop(img: &RgbF32, x: usize, y: usize, w: usize, h: usize, size: 
     // Supersampling factor: enough taps to cover the source area when shrinking.
     let tx = sx.ceil().max(1.0) as usize;
     let ty = sy.ceil().max(1.0) as usize;
-    let px = |xx: f32, yy: f32, c: usize| -> f32 {
-        let fx = (xx - 0.5).clamp(0.0, (w - 1) as f32);
-        let fy = (yy - 0.5).clamp(0.0, (h - 1) as f32);
-        let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-        let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
-        let at = |xi: usize, yi: usize| img.data[((y + yi) * img.width + (x + xi)) * 3 + c];
-        (at(x0, y0) * (1.0 - ax) + at(x1, y0) * ax) * (1.0 - ay) + (at(x0, y1) * (1.0 - ax) + at(x1, y1) * ax) * ay
+    // A tap's two neighbours and weight along one axis depend only on that axis's output
+    // index and tap number: computed once per axis, not per pixel and channel.
+    let taps = |n: usize, t: usize, scale: f32, len: usize| -> Vec<(usize, usize, f32)> {
+        let mut v = Vec::with_capacity(n * t);
+        for o in 0..n {
+            for k in 0..t {
+                let pos = (o as f32 + (k as f32 + 0.5) / t as f32) * scale;
+                let f = (pos - 0.5).clamp(0.0, (len - 1) as f32);
+                let i0 = f.floor() as usize;
+                v.push((i0, (i0 + 1).min(len - 1), f - i0 as f32));
+            }
+        }
+        v
     };
+    let (xt, yt) = (taps(size, tx, sx, w), taps(size, ty, sy, h));
+    let row = |yi: usize| (y + yi) * img.width;
     for oy in 0..size {
         for ox in 0..size {
-            for c in 0..3 {
-                let mut acc = 0.0;
-                for j in 0..ty {
-                    for i in 0..tx {
-                        let xx = (ox as f32 + (i as f32 + 0.5) / tx as f32) * sx;
-                        let yy = (oy as f32 + (j as f32 + 0.5) / ty as f32) * sy;
-                        acc += px(xx, yy, c);
+            let mut acc = [0f32; 3];
+            for &(y0, y1, ay) in &yt[oy * ty..(oy + 1) * ty] {
+                let (r0, r1) = (row(y0), row(y1));
+                for &(x0, x1, ax) in &xt[ox * tx..(ox + 1) * tx] {
+                    let (a, b, c, d) = ((r0 + x + x0) * 3, (r0 + x + x1) * 3, (r1 + x + x0) * 3, (r1 + x + x1) * 3);
+                    for (ch, sum) in acc.iter_mut().enumerate() {
+                        let px = &img.data;
+                        *sum += (px[a + ch] * (1.0 - ax) + px[b + ch] * ax) * (1.0 - ay) + (px[c + ch] * (1.0 - ax) + px[d + ch] * ax) * ay;
                     }
                 }
-                out[(oy * size + ox) * 3 + c] = acc / (tx * ty) as f32;
+            }
+            for (ch, sum) in acc.iter().enumerate() {
+                out[(oy * size + ox) * 3 + ch] = sum / (tx * ty) as f32;
             }
         }
     }
@@ -228,6 +238,48 @@ pub fn eval_view(img: &RgbF32, size: usize) -> RgbF32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward form of [`resized_crop`]: every tap computed per pixel and channel.
+    fn resized_crop_per_tap(img: &RgbF32, x: usize, y: usize, w: usize, h: usize, size: usize) -> RgbF32 {
+        let mut out = vec![0f32; size * size * 3];
+        let (sx, sy) = (w as f32 / size as f32, h as f32 / size as f32);
+        let (tx, ty) = (sx.ceil().max(1.0) as usize, sy.ceil().max(1.0) as usize);
+        let px = |xx: f32, yy: f32, c: usize| -> f32 {
+            let fx = (xx - 0.5).clamp(0.0, (w - 1) as f32);
+            let fy = (yy - 0.5).clamp(0.0, (h - 1) as f32);
+            let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
+            let at = |xi: usize, yi: usize| img.data[((y + yi) * img.width + (x + xi)) * 3 + c];
+            (at(x0, y0) * (1.0 - ax) + at(x1, y0) * ax) * (1.0 - ay) + (at(x0, y1) * (1.0 - ax) + at(x1, y1) * ax) * ay
+        };
+        for oy in 0..size {
+            for ox in 0..size {
+                for c in 0..3 {
+                    let mut acc = 0.0;
+                    for j in 0..ty {
+                        for i in 0..tx {
+                            let xx = (ox as f32 + (i as f32 + 0.5) / tx as f32) * sx;
+                            let yy = (oy as f32 + (j as f32 + 0.5) / ty as f32) * sy;
+                            acc += px(xx, yy, c);
+                        }
+                    }
+                    out[(oy * size + ox) * 3 + c] = acc / (tx * ty) as f32;
+                }
+            }
+        }
+        RgbF32 { width: size, height: size, data: out }
+    }
+
+    #[test]
+    fn resized_crop_equals_its_per_tap_form_bit_for_bit() {
+        let mut rng = SampleRng::new(1, 2, 3, 4);
+        let data = (0..97 * 83 * 3).map(|_| rng.uniform() as f32).collect();
+        let img = RgbF32 { width: 97, height: 83, data };
+        for (x, y, w, h, size) in [(0, 0, 97, 83, 64), (5, 7, 60, 41, 64), (10, 3, 20, 30, 64), (0, 0, 97, 83, 25), (30, 20, 1, 1, 8)] {
+            assert_eq!(resized_crop(&img, x, y, w, h, size), resized_crop_per_tap(&img, x, y, w, h, size), "{x},{y} {w}x{h} -> {size}");
+        }
+    }
 
     fn gradient(w: usize, h: usize) -> RgbF32 {
         let data = (0..w * h).flat_map(|i| [(i % w) as f32 / w as f32, (i / w) as f32 / h as f32, 0.5]).collect();
