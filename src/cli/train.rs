@@ -56,25 +56,37 @@ pub enum TrainCommand {
         #[command(flatten)]
         common: TrainArgs,
     },
-    /// Throughput of a SupCon teacher step on synthetic inputs, and of the data loader (for scripts/bench-train).
+    /// Throughput of a SupCon teacher step or a SupCon-MPL step on synthetic inputs, or of the
+    /// data loader (for scripts/bench-train and scripts/gpu-check).
     ///
-    /// Example: scmpl train bench --backbone resnet50 --batch 64 --size 64 --manifest out/fixture/faces.csv
+    /// Example: scmpl train bench --backbone resnet50 --batch 64 --size 64
     Bench {
+        /// What to time.
+        #[arg(long, value_enum, default_value = "supcon")]
+        what: BenchWhat,
         #[arg(long, value_enum, default_value = "resnet50")]
         backbone: Backbone,
+        /// SupCon batch (x 2 views), and the loader's batch.
         #[arg(long, default_value_t = 64)]
         batch: i64,
         #[arg(long, default_value_t = 64)]
         size: i64,
+        /// Timed steps (after 2 untimed).
         #[arg(long, default_value_t = 5)]
         steps: usize,
-        /// Also time the loader on this faces.csv (split train).
+        /// MPL's labelled,unlabelled batch sizes (x 2 views each).
+        #[arg(long, value_parser = parse_pair, default_value = "8,56")]
+        mpl: (usize, usize),
+        /// The loader's faces.csv (split train).
         #[arg(long)]
         manifest: Option<PathBuf>,
         /// Loader worker threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
-        /// Time the loader reading from this decoded-crop cache folder (built first if needed).
+        /// Batches the loader is timed on.
+        #[arg(long, default_value_t = 16)]
+        loader_batches: usize,
+        /// Read the crops from this decoded-crop cache folder (built first, untimed, if needed).
         #[arg(long)]
         cache: Option<PathBuf>,
         /// cpu, cuda or cuda:N.
@@ -117,6 +129,14 @@ pub enum TrainCommand {
         #[arg(long, default_value_t = 777)]
         seed: u64,
     },
+}
+
+/// What `train bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchWhat {
+    Supcon,
+    Mpl,
+    Loader,
 }
 
 /// `A,B` as two numbers.
@@ -229,22 +249,32 @@ impl TrainArgs {
 /// `scmpl train ...`.
 pub fn train(cmd: TrainCommand) -> anyhow::Result<i32> {
     let report = match cmd {
-        TrainCommand::Bench { backbone, batch, size, steps, manifest, workers, cache, device, amp, no_tf32 } => {
+        TrainCommand::Bench { what, backbone, batch, size, steps, manifest, workers, mpl, loader_batches, cache, device, amp, no_tf32 } => {
             let device = scmpl::train::recipe::torch_device(device.parse()?)?;
             scmpl::train::accel::configure(device, !no_tf32, amp);
-            let (step, parts) = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, device);
-            output::line(format_args!("supcon_step_images_per_s {step:.1}"))?;
-            let ms = |s: f64| s * 1000.0 / steps.max(1) as f64;
-            output::line(format_args!(
-                "step_ms forward {:.1} loss {:.1} backward {:.1} optimizer {:.1}",
-                ms(parts.forward),
-                ms(parts.loss),
-                ms(parts.backward),
-                ms(parts.optimizer)
-            ))?;
-            if let Some(m) = manifest {
-                let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, steps.max(4), cache.as_deref())?;
-                output::line(format_args!("loader_images_per_s {ips:.1}"))?;
+            match what {
+                BenchWhat::Supcon => {
+                    let (step, parts) = scmpl::train::bench::supcon_step(backbone, batch, size, 2, steps, device);
+                    output::line(format_args!("supcon_step_images_per_s {step:.1}"))?;
+                    let ms = |s: f64| s * 1000.0 / steps.max(1) as f64;
+                    output::line(format_args!(
+                        "step_ms forward {:.1} loss {:.1} backward {:.1} optimizer {:.1}",
+                        ms(parts.forward),
+                        ms(parts.loss),
+                        ms(parts.backward),
+                        ms(parts.optimizer)
+                    ))?;
+                }
+                BenchWhat::Mpl => {
+                    let (l, u) = mpl;
+                    let ips = scmpl::train::bench::mpl_step(backbone, l as i64, u as i64, size, 2, steps, device)?;
+                    output::line(format_args!("mpl_step_images_per_s {ips:.1}"))?;
+                }
+                BenchWhat::Loader => {
+                    let m = manifest.ok_or_else(|| anyhow::anyhow!("--what loader needs --manifest"))?;
+                    let ips = scmpl::train::bench::loader(&m, "train", batch as usize, size as usize, workers, loader_batches, cache.as_deref())?;
+                    output::line(format_args!("loader_images_per_s {ips:.1}"))?;
+                }
             }
             return Ok(exit::OK);
         }

@@ -98,3 +98,25 @@ pub fn loader(
     }
     Ok(images as f64 / t.elapsed().as_secs_f64())
 }
+
+/// Views per second of SupCon-MPL steps ([`crate::train::run::mpl::step`]: teacher and student
+/// ResNet/EfficientNet, four Adams) on random inputs: `labelled` images x 2 views and
+/// `unlabelled` x 2 views per step, after `warmup` untimed steps.
+pub fn mpl_step(backbone: Backbone, labelled: i64, unlabelled: i64, size: i64, warmup: usize, steps: usize, device: Device) -> Result<f64, crate::train::TrainError> {
+    tch::manual_seed(0);
+    let mut recipe = crate::train::recipe::Recipe::load(None)?;
+    recipe.model.backbone = backbone.as_str().into();
+    let settings = recipe.validate()?;
+    let mut m = crate::train::run::mpl::MplModels::new(backbone, 128, 1e-4, device);
+    let y = Tensor::from_slice(&(0..labelled).map(|i| i % 2).collect::<Vec<i64>>()).to_device(device);
+    let la = Tensor::rand([2 * labelled, 3, size, size], (Kind::Float, device));
+    let ua = Tensor::rand([2 * unlabelled, 3, size, size], (Kind::Float, device));
+    for _ in 0..warmup {
+        crate::train::run::mpl::step(&mut m, &la, &y, &ua, &settings)?;
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        crate::train::run::mpl::step(&mut m, &la, &y, &ua, &settings)?;
+    }
+    Ok((2 * (labelled + unlabelled)) as f64 * steps as f64 / t.elapsed().as_secs_f64())
+}
