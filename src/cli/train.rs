@@ -248,6 +248,7 @@ impl TrainArgs {
 
 /// `scmpl train ...`.
 pub fn train(cmd: TrainCommand) -> anyhow::Result<i32> {
+    scmpl::train::accel::keep_freed_memory();
     let report = match cmd {
         TrainCommand::Bench { what, backbone, batch, size, steps, manifest, workers, mpl, loader_batches, cache, device, amp, no_tf32 } => {
             let device = scmpl::train::recipe::torch_device(device.parse()?)?;
@@ -360,6 +361,7 @@ pub struct EvalArgs {
 
 /// `scmpl eval`: one run, or several and their summary.
 pub fn eval(a: EvalArgs) -> anyhow::Result<i32> {
+    scmpl::train::accel::keep_freed_memory();
     if let [run] = a.checkpoint.as_slice() {
         let out = a.out.clone().unwrap_or_else(|| run.join("eval"));
         return eval_one(&a, run, &out);

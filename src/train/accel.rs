@@ -87,6 +87,23 @@ pub fn cuda_library_note() -> String {
     }
 }
 
+/// Keeps the memory libtorch frees in the process for its next step instead of giving it back
+/// to the system (glibc: large blocks from the heap, not one mmap each; no trimming).
+///
+/// A training step frees and re-allocates the same large activation and gradient buffers every
+/// step; with glibc's defaults each one above 32 MB is a fresh mmap whose pages the kernel zeroes
+/// again, and freed heap tops are trimmed. Measured on this 2-core CPU, ResNet50 SupCon step at
+/// 64 px, batch 64 x 2: 61-66 -> 79-90 images/s, system time 5.6-9.0 -> 2.7-2.9 s (PyTorch in
+/// Python: 68-73 images/s). Only training processes call it: extraction's memory bound stays.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy; called before the heavy work.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 /// Applies a run's settings for `device`: TF32 and cuDNN benchmark mode on CUDA, and the
 /// autocast the encoder's forward pass uses from now on in this process.
 pub fn configure(device: Device, tf32: bool, amp: Amp) {
