@@ -6,6 +6,8 @@ import torch, torchvision
 import torch.nn as nn
 import torch.nn.functional as F
 
+from supcon_loss import supcon
+
 backbone, batch, size, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
@@ -20,18 +22,6 @@ head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, 
 params = list(enc.parameters()) + list(head.parameters())
 opt = torch.optim.Adam(params, lr=1e-4)
 
-def supcon(features, labels, t=0.1, base=0.07):
-    b, v = features.shape[:2]
-    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
-    logits = contrast @ contrast.T / t
-    logits = logits - logits.max(dim=1, keepdim=True)[0].detach()
-    mask = torch.eq(labels.view(-1, 1), labels.view(1, -1)).float().repeat(v, v)
-    not_self = 1 - torch.eye(b * v)
-    mask = mask * not_self
-    exp = torch.exp(logits) * not_self
-    log_prob = logits - torch.log(exp.sum(1, keepdim=True))
-    mean_pos = (mask * log_prob).sum(1) / mask.sum(1).clamp(min=1)
-    return (-(t / base) * mean_pos).mean()
 
 x = torch.rand(2 * batch, 3, size, size)
 y = torch.arange(batch) % 2
