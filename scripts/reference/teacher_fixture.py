@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 
+from supcon_loss import supcon
+
 faces, backbone, steps, batch, lr = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 torch.manual_seed(777)
 base = os.path.dirname(faces)
@@ -20,16 +22,6 @@ labels = torch.tensor([int(r["label"]) for r in rows])
 enc = getattr(torchvision.models, backbone)(weights=None); dim = enc.fc.in_features; enc.fc = nn.Identity()
 head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, 128))
 opt = torch.optim.Adam(list(enc.parameters()) + list(head.parameters()), lr=lr)
-
-def supcon(features, y, t=0.1, base_t=0.07):
-    b, v = features.shape[:2]
-    c = torch.cat(torch.unbind(features, dim=1), dim=0)
-    logits = c @ c.T / t
-    logits = logits - logits.max(dim=1, keepdim=True)[0].detach()
-    mask = torch.eq(y.view(-1, 1), y.view(1, -1)).float().repeat(v, v)
-    ns = 1 - torch.eye(b * v); mask = mask * ns
-    lp = logits - torch.log((torch.exp(logits) * ns).sum(1, keepdim=True))
-    return (-(t / base_t) * (mask * lp).sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 enc.train(); head.train()
 for step in range(steps):
